@@ -1,0 +1,107 @@
+"""Session-aware hourly and daily bars (STRATEGY.md, "Sessions and bars").
+
+Hourly bar: the minutes in [HH:00, HH+1:00), labelled by its start, visible only after it
+closes. Daily bar: one trading session (17:00 -> 16:00 for Globex), labelled by the
+session's trading date. Daily bars are built from hourly bars, so research and the live
+engine (which only ever holds hourly bars) build them with one code path.
+
+Frames: index ``timestamp`` (naive exchange-local datetime64[ns]); columns
+``open, high, low, close, volume`` (float64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rooney_core.data.raw import RawBars
+from rooney_core.sessions import SessionCalendar, hour_label
+
+BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
+
+
+def _aggregate(
+    keys: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """OHLCV of runs of equal, sorted keys (one pass of reduceat, no sort)."""
+    if len(keys) == 0:
+        empty = np.empty(0)
+        return keys[:0], {k: empty for k in BAR_COLUMNS}
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)] - 1
+    return keys[starts], {
+        "open": o[starts],
+        "high": np.maximum.reduceat(h, starts),
+        "low": np.minimum.reduceat(lo, starts),
+        "close": c[ends],
+        "volume": np.add.reduceat(v, starts).astype(np.float64),
+    }
+
+
+def _frame(index: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {k: np.asarray(cols[k], dtype=np.float64) for k in BAR_COLUMNS},
+        index=pd.DatetimeIndex(index.astype("datetime64[ns]"), name="timestamp"),
+    )
+
+
+def hourly_bars(raw: RawBars) -> pd.DataFrame:
+    """Aggregate validated sub-hourly bars (sorted, in session) into hourly bars."""
+    labels = hour_label(raw.timestamp)
+    idx, cols = _aggregate(labels, raw.open, raw.high, raw.low, raw.close, raw.volume)
+    return _frame(idx, cols)
+
+
+def daily_bars(hourly: pd.DataFrame, calendar: SessionCalendar) -> pd.DataFrame:
+    """Aggregate hourly bars into one bar per trading session, labelled by trading date."""
+    ts = hourly.index.values
+    tdate = calendar.trading_date(ts).astype("datetime64[ns]")
+    idx, cols = _aggregate(
+        tdate,
+        hourly["open"].to_numpy(),
+        hourly["high"].to_numpy(),
+        hourly["low"].to_numpy(),
+        hourly["close"].to_numpy(),
+        hourly["volume"].to_numpy(),
+    )
+    return _frame(idx, cols)
+
+
+def session_gaps(hourly: pd.DataFrame, calendar: SessionCalendar, min_missing_hours: int = 1) -> pd.DataFrame:
+    """Missing hourly bars *inside* sessions (not breaks, weekends or holidays).
+
+    A gap is reported when consecutive hourly bars of the same trading date are more than
+    one hour apart. Returns columns ``after, before, missing_hours``.
+    """
+    ts = hourly.index.values
+    if len(ts) < 2:
+        return pd.DataFrame(columns=["after", "before", "missing_hours"])
+    td = calendar.trading_date(ts)
+    hours = (np.diff(ts).astype("timedelta64[h]").astype(np.int64)) - 1
+    same = td[1:] == td[:-1]
+    where = np.flatnonzero(same & (hours >= min_missing_hours))
+    return pd.DataFrame(
+        {"after": ts[where], "before": ts[where + 1], "missing_hours": hours[where]}
+    )
+
+
+def bars_summary(hourly: pd.DataFrame, daily: pd.DataFrame, raw: RawBars, calendar: SessionCalendar) -> dict:
+    """Numbers worth showing next to a bars table: rows, range, gaps and repairs."""
+    gaps = session_gaps(hourly, calendar)
+    return {
+        "raw_rows_read": raw.rows_read,
+        "raw_rows_kept": len(raw),
+        "interval_minutes": raw.interval_minutes,
+        "hourly_bars": len(hourly),
+        "daily_bars": len(daily),
+        "first_bar": str(hourly.index[0]) if len(hourly) else None,
+        "last_bar": str(hourly.index[-1]) if len(hourly) else None,
+        "intra_session_gaps": int(len(gaps)),
+        "missing_hours_in_gaps": int(gaps["missing_hours"].sum()) if len(gaps) else 0,
+        "repairs": dict(raw.repairs),
+    }

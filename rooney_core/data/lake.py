@@ -1,0 +1,79 @@
+"""The data lake: one parquet file per (dataset, instrument), written atomically.
+
+One file per partition means parallel partitions never share a file, so there are no locks
+(R4); each write goes to a temporary file in the same directory and is renamed into place,
+so a reader sees either the old file or the new one, never half of either (R2).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_parquet_atomic(df: pd.DataFrame, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        df.to_parquet(tmp, engine="pyarrow", compression="zstd", index=True)
+    return Path(target)
+
+
+def write_text_atomic(text: str, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+class Lake:
+    """Paths of the datasets the pipeline stores, by instrument."""
+
+    DATASETS = ("raw", "hourly", "daily", "features")
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    def path(self, dataset: str, symbol: str) -> Path:
+        if dataset not in self.DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; known: {self.DATASETS}")
+        return self.root / dataset / f"{symbol}.parquet"
+
+    def write(self, dataset: str, symbol: str, df: pd.DataFrame) -> Path:
+        return write_parquet_atomic(df, self.path(dataset, symbol))
+
+    def read(self, dataset: str, symbol: str) -> pd.DataFrame:
+        p = self.path(dataset, symbol)
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{p}: no {dataset} data for {symbol}; materialise the upstream asset first"
+            )
+        return pd.read_parquet(p, engine="pyarrow")
+
+    def exists(self, dataset: str, symbol: str) -> bool:
+        return self.path(dataset, symbol).is_file()

@@ -1,0 +1,503 @@
+"""Read and validate a raw ``<SYMBOL>_bt.csv`` file of minute (or n-minute) bars.
+
+Format (STRATEGY.md): header ``datetime,Open,High,Low,Close,volume`` and an optional
+``openinterest`` column (ignored); naive exchange-local timestamps ``YYYY-MM-DD HH:MM:SS``
+labelling each bar by its start; any bar interval that divides an hour.
+
+Two paths share one set of rules:
+
+* the fast path parses the whole file with Arrow's multi-threaded CSV reader and checks
+  the rules on arrays; a file line is the row index + 2;
+* the diagnostic path runs only when the fast path cannot parse the file (a blank line, a
+  stray header, a bad number, a zoned timestamp ...). It scans the lines in Python to name
+  every bad line, applies the repairs the config allows (counted, never silent), and hands
+  the clean lines back to the fast parser with their original line numbers.
+
+Every broken rule becomes a :class:`DataProblem` naming file, line or timestamp and rule;
+any problem raises :class:`DataValidationError` and nothing is returned, so callers write
+nothing downstream.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from rooney_core.config import Repairs
+from rooney_core.errors import DataProblem, DataValidationError
+from rooney_core.sessions import SessionCalendar
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("datetime", "Open", "High", "Low", "Close", "volume")
+OPTIONAL_COLUMNS = ("openinterest",)
+PRICE_COLUMNS = ("Open", "High", "Low", "Close")
+MAX_EXAMPLES_PER_RULE = 10
+_TS_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_TS_ZONE_RE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?\s*(Z|[+-]\d{2}:?\d{2}|[A-Z]{3,4})$")
+_BLOCK = 16 << 20
+
+
+@dataclass
+class RawBars:
+    """Validated bars in file order (sorted, unique, in session)."""
+
+    path: str
+    timestamp: np.ndarray  # datetime64[s], bar start, exchange-local
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray  # float64, >= 0
+    interval_minutes: int
+    rows_read: int
+    repairs: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.timestamp)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "open": self.open,
+                "high": self.high,
+                "low": self.low,
+                "close": self.close,
+                "volume": self.volume,
+            },
+            index=pd.DatetimeIndex(self.timestamp.astype("datetime64[ns]"), name="timestamp"),
+        )
+
+
+class _Problems:
+    """Collects problems with a cap of examples per rule, counting the rest."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.items: list[DataProblem] = []
+        self.counts: dict[str, int] = {}
+
+    def add(self, rule: str, detail: str, line: int | None = None, ts: str | None = None) -> None:
+        n = self.counts.get(rule, 0)
+        self.counts[rule] = n + 1
+        if n < MAX_EXAMPLES_PER_RULE:
+            self.items.append(DataProblem(self.path, rule, detail, line=line, timestamp=ts))
+
+    def add_many(self, rule: str, idx: np.ndarray, lines: np.ndarray, ts: np.ndarray, fmt) -> None:
+        """Add one problem per index in ``idx`` (only the first few are rendered)."""
+        if len(idx) == 0:
+            return
+        for i in idx[:MAX_EXAMPLES_PER_RULE]:
+            self.add(rule, fmt(int(i)), line=int(lines[i]), ts=_fmt_ts(ts[i]))
+        self.counts[rule] += len(idx) - min(len(idx), MAX_EXAMPLES_PER_RULE)
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        problems = list(self.items)
+        for rule, n in self.counts.items():
+            shown = sum(1 for p in self.items if p.rule == rule)
+            if n > shown:
+                problems.append(
+                    DataProblem(self.path, rule, f"... and {n - shown} more line(s) breaking this rule")
+                )
+        raise DataValidationError(self.path, problems)
+
+
+def _fmt_ts(t: np.datetime64) -> str:
+    return str(t.astype("datetime64[s]")).replace("T", " ")
+
+
+# --- header -------------------------------------------------------------------------------
+
+
+def _check_header(path: Path, repairs: Repairs, problems: _Problems) -> tuple[list[str], int]:
+    """Check encoding, delimiter and columns. Returns (column names, bytes to skip)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head.strip():
+        problems.add("empty-file", "the file is empty (no header, no rows)", line=1)
+        return [], 0
+    skip = 0
+    if head.startswith(b"\xef\xbb\xbf"):
+        if repairs.bom == "error":
+            problems.add(
+                "bom",
+                "the file starts with a UTF-8 byte-order mark; save it without BOM "
+                "or set data.repairs.bom: strip",
+                line=1,
+            )
+            return [], 0
+        skip = 3
+    first = head[skip:].split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
+    if "," not in first:
+        for delim, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if delim in first:
+                problems.add(
+                    "delimiter",
+                    f"the header is separated by {name} ({delim!r}); the format is comma-separated",
+                    line=1,
+                )
+                return [], skip
+    names = [c.strip() for c in first.split(",")]
+    if names and _TS_RE.match(names[0] or ""):
+        problems.add(
+            "missing-header",
+            f"the first line is data, not the header {','.join(COLUMNS)!r}",
+            line=1,
+        )
+        return [], skip
+    lowered = [n.lower() for n in names]
+    for col in COLUMNS:
+        if col.lower() not in lowered:
+            problems.add("missing-column", f"column {col!r} is missing (header: {first!r})", line=1)
+    for n in names:
+        if n.lower() not in {c.lower() for c in COLUMNS + OPTIONAL_COLUMNS}:
+            problems.add("unexpected-column", f"unexpected column {n!r} (header: {first!r})", line=1)
+    if lowered[: len(COLUMNS)] != [c.lower() for c in COLUMNS] and not problems.items:
+        problems.add(
+            "column-order",
+            f"columns must be in the order {','.join(COLUMNS)} (header: {first!r})",
+            line=1,
+        )
+    return names, skip
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _arrow_types(names: list[str]) -> dict[str, pa.DataType]:
+    types: dict[str, pa.DataType] = {names[0]: pa.timestamp("s")}
+    for n in names[1:]:
+        types[n] = pa.float64()
+    return types
+
+
+def _parse_fast(source, names: list[str]) -> pa.Table:
+    return pacsv.read_csv(
+        source,
+        read_options=pacsv.ReadOptions(block_size=_BLOCK, column_names=names, skip_rows=1),
+        parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types=_arrow_types(names),
+            include_columns=names[: len(COLUMNS)],
+            null_values=[],  # an empty field is a problem to name, not a silent null
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _scan_lines(
+    path: Path, names: list[str], skip: int, repairs: Repairs, problems: _Problems
+) -> tuple[bytes, np.ndarray, dict[str, int]]:
+    """Diagnostic path: name every bad line.
+
+    Returns the clean CSV bytes, their original line numbers and the repairs applied.
+    """
+    raw = path.read_bytes()[skip:]
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    n_fields = len(names)
+    header_lower = ",".join(names).lower()
+    keep_lines: list[str] = [lines[0]]
+    keep_numbers: list[int] = []
+    blank = stray = 0
+    for lineno, text in enumerate(lines[1:], start=2):
+        if not text.strip():
+            if repairs.blank_lines == "error":
+                problems.add("blank-line", "blank line", line=lineno)
+            blank += 1
+            continue
+        if text.replace(" ", "").lower() == header_lower or text.lower().startswith("datetime"):
+            if repairs.stray_headers == "error":
+                problems.add("stray-header", f"a header line inside the data: {text[:60]!r}", line=lineno)
+            stray += 1
+            continue
+        fields = text.split(",")
+        if len(fields) != n_fields:
+            problems.add(
+                "field-count",
+                f"expected {n_fields} comma-separated fields, found {len(fields)}: {text[:80]!r}",
+                line=lineno,
+            )
+            continue
+        ts = fields[0].strip()
+        if not _TS_RE.fullmatch(ts):
+            if _TS_ZONE_RE.match(ts):
+                problems.add(
+                    "timestamp-zone",
+                    f"timestamp {ts!r} carries a time zone; timestamps must be naive exchange-local time",
+                    line=lineno,
+                )
+            else:
+                problems.add(
+                    "timestamp-format", f"timestamp {ts!r} is not 'YYYY-MM-DD HH:MM:SS'", line=lineno
+                )
+            continue
+        ok = True
+        for name, value in zip(names[1 : len(COLUMNS)], fields[1 : len(COLUMNS)], strict=True):
+            v = value.strip()
+            if v == "":
+                problems.add("missing-value", f"{name} is empty", line=lineno, ts=ts)
+                ok = False
+            elif not _is_number(v):
+                problems.add("bad-number", f"{name} {v!r} is not a number", line=lineno, ts=ts)
+                ok = False
+        if ok:
+            keep_lines.append(text)
+            keep_numbers.append(lineno)
+    repaired: dict[str, int] = {}
+    if blank and repairs.blank_lines == "skip":
+        repaired["blank_lines_skipped"] = blank
+    if stray and repairs.stray_headers == "drop":
+        repaired["stray_headers_dropped"] = stray
+    clean = ("\n".join(keep_lines) + "\n").encode()
+    return clean, np.asarray(keep_numbers, dtype=np.int64), repaired
+
+
+# --- rules on arrays ------------------------------------------------------------------------
+
+
+def _infer_interval(ts_min: np.ndarray) -> int | None:
+    """The most common step between bars up to an hour (gaps are longer, so ignored)."""
+    if len(ts_min) <= 1:
+        return 1
+    counts = np.bincount(np.clip(np.diff(ts_min), 0, 61))[1:61]
+    return int(np.argmax(counts)) + 1 if counts.any() else None
+
+
+def read_raw_bars(
+    path: str | Path, calendar: SessionCalendar, repairs: Repairs | None = None
+) -> RawBars:
+    """Read, validate and (where config allows) repair one raw bar file.
+
+    Raises DataValidationError listing every problem (file, line or timestamp, rule).
+    """
+    path = Path(path)
+    repairs = repairs or Repairs()
+    problems = _Problems(str(path))
+    if not path.is_file():
+        problems.add("missing-file", "file not found")
+        problems.raise_if_any()
+    names, skip = _check_header(path, repairs, problems)
+    problems.raise_if_any()
+
+    repaired: dict[str, int] = {}
+    try:
+        if skip:
+            raise pa.ArrowInvalid("byte-order mark: use the diagnostic path")
+        table = _parse_fast(str(path), names)
+        lines = None
+    except pa.ArrowInvalid:
+        log.info("%s: fast parse failed, scanning lines to locate every problem", path)
+        clean, lines, scan_repairs = _scan_lines(path, names, skip, repairs, problems)
+        problems.raise_if_any()
+        repaired.update(scan_repairs)
+        try:
+            table = _parse_fast(io.BytesIO(clean), names)
+        except pa.ArrowInvalid as exc:  # e.g. 2024-02-30: well-formed but not a date
+            problems.add("unparseable", f"could not parse the rows: {exc}")
+            problems.raise_if_any()
+        if skip:
+            repaired["bom_stripped"] = 1
+
+    n = table.num_rows
+    if n == 0:
+        problems.add("empty-file", "the file has a header but no rows", line=2)
+        problems.raise_if_any()
+    if lines is None:
+        lines = np.arange(2, n + 2, dtype=np.int64)
+
+    cols = [table.column(i) for i in range(len(COLUMNS))]
+    ts = cols[0].to_numpy()
+    o, h, lo, c, v = (col.to_numpy() for col in cols[1:])
+    return _validate_arrays(path, ts, o, h, lo, c, v, lines, calendar, repairs, problems, repaired, n)
+
+
+def _validate_arrays(
+    path: Path,
+    ts: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    lines: np.ndarray,
+    calendar: SessionCalendar,
+    repairs: Repairs,
+    problems: _Problems,
+    repaired: dict[str, int],
+    rows_read: int,
+) -> RawBars:
+    prices = {"Open": o, "High": h, "Low": lo, "Close": c}
+    # One cheap pass decides whether the (costlier) per-rule search is needed at all.
+    if not np.isfinite(o + h + lo + c + v).all():
+        for name, arr in {**prices, "volume": v}.items():
+            problems.add_many(
+                "nan" if name != "volume" else "bad-volume",
+                np.flatnonzero(~np.isfinite(arr)),
+                lines,
+                ts,
+                lambda i, name=name, arr=arr: f"{name} is {arr[i]!r}",
+            )
+    hi_oc = np.maximum(o, c)
+    lo_oc = np.minimum(o, c)
+    if lo.min(initial=np.inf) <= 0 or o.min(initial=np.inf) <= 0 or c.min(initial=np.inf) <= 0 or h.min(initial=np.inf) <= 0:
+        for name, arr in prices.items():
+            problems.add_many(
+                "non-positive-price",
+                np.flatnonzero(arr <= 0),
+                lines,
+                ts,
+                lambda i, name=name, arr=arr: f"{name} {arr[i]!r} <= 0",
+            )
+    if not ((h >= hi_oc).all() and (lo <= lo_oc).all()):
+        problems.add_many(
+            "high-below-low", np.flatnonzero(h < lo), lines, ts, lambda i: f"High {h[i]!r} < Low {lo[i]!r}"
+        )
+        problems.add_many(
+            "high-below-open-close",
+            np.flatnonzero((h < hi_oc) & (h >= lo)),
+            lines,
+            ts,
+            lambda i: f"High {h[i]!r} is below Open {o[i]!r} or Close {c[i]!r}",
+        )
+        problems.add_many(
+            "low-above-open-close",
+            np.flatnonzero((lo > lo_oc) & (h >= lo)),
+            lines,
+            ts,
+            lambda i: f"Low {lo[i]!r} is above Open {o[i]!r} or Close {c[i]!r}",
+        )
+    if v.min(initial=0) < 0:
+        problems.add_many("negative-volume", np.flatnonzero(v < 0), lines, ts, lambda i: f"volume {v[i]!r} < 0")
+
+    secs = ts.astype("datetime64[s]").view(np.int64)
+    step = np.diff(secs)
+    back = np.flatnonzero(step < 0) + 1
+    if len(back):
+        if repairs.unsorted == "sort":
+            order = np.argsort(secs, kind="stable")
+            ts, o, h, lo, c, v, lines, secs = (a[order] for a in (ts, o, h, lo, c, v, lines, secs))
+            repaired["rows_reordered"] = int(len(back))
+            step = np.diff(secs)
+        else:
+            problems.add_many(
+                "unsorted",
+                back,
+                lines,
+                ts,
+                lambda i: f"timestamp is earlier than the previous row's {_fmt_ts(ts[i - 1])} "
+                f"(line {lines[i - 1]}); rows must be in time order",
+            )
+    dup = np.flatnonzero(step == 0) + 1
+    if len(dup):
+        same = (o[dup] == o[dup - 1]) & (h[dup] == h[dup - 1]) & (lo[dup] == lo[dup - 1])
+        same &= (c[dup] == c[dup - 1]) & (v[dup] == v[dup - 1])
+        if repairs.duplicates == "drop_exact":
+            conflicting = dup[~same]
+            drop = dup[same]
+        else:
+            conflicting, drop = dup, dup[:0]
+        problems.add_many(
+            "duplicate-timestamp",
+            conflicting,
+            lines,
+            ts,
+            lambda i: f"the same timestamp as line {lines[i - 1]}"
+            + ("" if repairs.duplicates == "error" else " with different values"),
+        )
+        if len(drop):
+            keep = np.ones(len(ts), dtype=bool)
+            keep[drop] = False
+            ts, o, h, lo, c, v, lines, secs = (a[keep] for a in (ts, o, h, lo, c, v, lines, secs))
+            repaired["exact_duplicates_dropped"] = int(len(drop))
+
+    minutes = secs // 60
+    off_grid = np.flatnonzero(secs % 60 != 0)
+    problems.add_many(
+        "interval", off_grid, lines, ts, lambda i: "timestamp is not on a whole minute"
+    )
+    interval = _infer_interval(minutes)
+    if interval is None or 60 % interval != 0:
+        problems.add(
+            "interval",
+            f"bar interval {interval} min does not divide an hour (allowed: 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)",
+        )
+    else:
+        off = np.flatnonzero(minutes % interval != 0)
+        problems.add_many(
+            "interval", off, lines, ts, lambda i: f"timestamp is not on the {interval}-minute grid"
+        )
+    problems.raise_if_any()
+
+    out = np.flatnonzero(~calendar.in_session(ts))
+    if len(out):
+        if repairs.out_of_session == "error":
+            problems.add_many(
+                "out-of-session",
+                out,
+                lines,
+                ts,
+                lambda i: f"bar lies outside the {calendar.open:%H:%M}-{calendar.close:%H:%M} "
+                f"{calendar.timezone} session (maintenance break or weekend)",
+            )
+            problems.raise_if_any()
+        keep = np.ones(len(ts), dtype=bool)
+        keep[out] = False
+        ts, o, h, lo, c, v = (a[keep] for a in (ts, o, h, lo, c, v))
+        repaired["out_of_session_dropped"] = int(len(out))
+    zero = v == 0
+    if zero.any() and repairs.zero_volume == "drop":
+        ts, o, h, lo, c, v = (a[~zero] for a in (ts, o, h, lo, c, v))
+        repaired["zero_volume_dropped"] = int(zero.sum())
+    if len(ts) == 0:
+        problems.add("empty-file", "no bars left inside trading sessions")
+        problems.raise_if_any()
+    for what, count in repaired.items():
+        log.warning("%s: repaired: %s = %d", path, what, count)
+    return RawBars(
+        path=str(path),
+        timestamp=ts.astype("datetime64[s]"),
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=v,
+        interval_minutes=int(interval),
+        rows_read=rows_read,
+        repairs=repaired,
+    )
+
+
+def raw_bars_from_frame(df: pd.DataFrame, path: str = "<lake>", rows_read: int | None = None) -> RawBars:
+    """Rebuild RawBars from a frame written by :meth:`RawBars.to_frame` (already validated)."""
+    ts = df.index.values.astype("datetime64[s]")
+    minutes = ts.view(np.int64) // 60
+    return RawBars(
+        path=path,
+        timestamp=ts,
+        open=df["open"].to_numpy(),
+        high=df["high"].to_numpy(),
+        low=df["low"].to_numpy(),
+        close=df["close"].to_numpy(),
+        volume=df["volume"].to_numpy(),
+        interval_minutes=_infer_interval(minutes) or 1,
+        rows_read=rows_read if rows_read is not None else len(df),
+    )
