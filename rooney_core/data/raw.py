@@ -112,6 +112,10 @@ class _Problems:
         raise DataValidationError(self.path, problems)
 
 
+def _n(x: float) -> str:
+    return f"{float(x):.12g}"
+
+
 def _fmt_ts(t: np.datetime64) -> str:
     return str(t.astype("datetime64[s]")).replace("T", " ")
 
@@ -276,10 +280,12 @@ def _scan_lines(
 
 def _infer_interval(ts_min: np.ndarray) -> int | None:
     """The most common step between bars up to an hour (gaps are longer, so ignored)."""
-    if len(ts_min) <= 1:
-        return 1
-    counts = np.bincount(np.clip(np.diff(ts_min), 0, 61))[1:61]
-    return int(np.argmax(counts)) + 1 if counts.any() else None
+    if len(ts_min) > 1:
+        counts = np.bincount(np.clip(np.diff(ts_min), 0, 61), minlength=62)[1:61]
+        if counts.any():
+            return int(np.argmax(counts)) + 1
+    # sparse data (no two bars within an hour): the coarsest grid all bars sit on
+    return int(np.gcd.reduce(np.r_[60, ts_min % 60]))
 
 
 def read_raw_bars(
@@ -354,7 +360,7 @@ def _validate_arrays(
                 np.flatnonzero(~np.isfinite(arr)),
                 lines,
                 ts,
-                lambda i, name=name, arr=arr: f"{name} is {arr[i]!r}",
+                lambda i, name=name, arr=arr: f"{name} is {_n(arr[i])}",
             )
     hi_oc = np.maximum(o, c)
     lo_oc = np.minimum(o, c)
@@ -365,28 +371,28 @@ def _validate_arrays(
                 np.flatnonzero(arr <= 0),
                 lines,
                 ts,
-                lambda i, name=name, arr=arr: f"{name} {arr[i]!r} <= 0",
+                lambda i, name=name, arr=arr: f"{name} {_n(arr[i])} <= 0",
             )
     if not ((h >= hi_oc).all() and (lo <= lo_oc).all()):
         problems.add_many(
-            "high-below-low", np.flatnonzero(h < lo), lines, ts, lambda i: f"High {h[i]!r} < Low {lo[i]!r}"
+            "high-below-low", np.flatnonzero(h < lo), lines, ts, lambda i: f"High {_n(h[i])} < Low {_n(lo[i])}"
         )
         problems.add_many(
             "high-below-open-close",
             np.flatnonzero((h < hi_oc) & (h >= lo)),
             lines,
             ts,
-            lambda i: f"High {h[i]!r} is below Open {o[i]!r} or Close {c[i]!r}",
+            lambda i: f"High {_n(h[i])} is below Open {_n(o[i])} or Close {_n(c[i])}",
         )
         problems.add_many(
             "low-above-open-close",
             np.flatnonzero((lo > lo_oc) & (h >= lo)),
             lines,
             ts,
-            lambda i: f"Low {lo[i]!r} is above Open {o[i]!r} or Close {c[i]!r}",
+            lambda i: f"Low {_n(lo[i])} is above Open {_n(o[i])} or Close {_n(c[i])}",
         )
     if v.min(initial=0) < 0:
-        problems.add_many("negative-volume", np.flatnonzero(v < 0), lines, ts, lambda i: f"volume {v[i]!r} < 0")
+        problems.add_many("negative-volume", np.flatnonzero(v < 0), lines, ts, lambda i: f"volume {_n(v[i])} < 0")
 
     secs = ts.astype("datetime64[s]").view(np.int64)
     step = np.diff(secs)
