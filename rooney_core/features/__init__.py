@@ -14,3 +14,17 @@ from rooney_core.features.registry import (
 )
 
 __all__ = ["REGISTRY", "REGISTRY_VERSION", "Feature", "FeatureInputs", "FeatureRegistry", "Warmup"]
+
+
+def selected_features(selection) -> list[str]:
+    """Names selected by features.yml ("all" or a list), in registry order."""
+    return [f.name for f in REGISTRY.select(selection)]
+
+
+def instrument_inputs(cfg, symbol: str, hourly, pair_hourly=None) -> FeatureInputs:
+    """FeatureInputs for ``symbol`` with its session calendar and the configured staleness."""
+    inst = cfg.instrument(symbol)
+    return FeatureInputs(hourly, inst.calendar, pair_hourly, cfg.features.pair_max_staleness)
+
+
+__all__ += ["selected_features", "instrument_inputs"]

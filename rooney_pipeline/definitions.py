@@ -1,0 +1,26 @@
+"""The one Definitions object: wiring only, no logic."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from rooney_pipeline.assets import bars, features, validation
+from rooney_pipeline.jobs import JOBS
+from rooney_pipeline.resources import RooneyResource
+
+defs = dg.Definitions(
+    assets=[bars.raw_bars, bars.session_bars, features.features, validation.feature_validation],
+    jobs=JOBS,
+    resources={
+        "rooney": RooneyResource(
+            config_dir=os.environ.get("ROONEY_CONFIG_DIR"),
+            data_dir=os.environ.get("ROONEY_DATA_DIR"),
+            lake_dir=os.environ.get("ROONEY_LAKE_DIR"),
+        )
+    },
+    # Partition runs are small; in-process avoids ~2-3 s of process start per step.
+    # Parallelism comes from running partitions as concurrent runs (or the Dask executor).
+    executor=dg.in_process_executor,
+)
