@@ -1,0 +1,91 @@
+"""P1: raw minute CSV -> validated hourly + daily bars, ~7 M rows, against pandas.
+
+Each measurement runs in a fresh process (so peak RSS is per approach); ours and the
+pandas baseline alternate, on the same file, in the same run.
+
+    uv run --frozen python bench/ingest.py [--runs 5] [--rows-years 2005-01-01:2024-12-31]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import OUT, child_report, measure_in_child, print_table, summarise  # noqa: E402
+
+SYMBOL = "ES"
+
+
+def ours(path: Path) -> None:
+    from rooney_core.config import load_config
+    from rooney_core.data.bars import daily_bars, hourly_bars
+    from rooney_core.data.raw import read_raw_bars
+
+    cal = load_config().instrument(SYMBOL).calendar
+
+    def run():
+        raw = read_raw_bars(path, cal)
+        daily_bars(hourly_bars(raw), cal)
+
+    child_report(run)
+
+
+def pandas_baseline(path: Path) -> None:
+    import pandas as pd
+
+    agg = {"Open": "first", "High": "max", "Low": "min", "Close": "last", "volume": "sum"}
+
+    def run():
+        df = pd.read_csv(path, parse_dates=["datetime"], index_col="datetime")
+        hourly = df.resample("1h").agg(agg).dropna()
+        # Globex sessions start 17:00: shift by 7 h so a day bucket is one session
+        hourly.resample("1D", offset="-7h").agg(agg).dropna()
+
+    child_report(run)
+
+
+def ensure_file(start: str, end: str) -> Path:
+    out = OUT / f"ingest_{start}_{end}"
+    path = out / f"{SYMBOL}_bt.csv"
+    if not path.is_file():
+        from rooney_core.config import load_config
+        from rooney_core.data.sample import load_sample_market, write_sample_data
+
+        cfg = load_config()
+        print(f"generating {path} ...", flush=True)
+        write_sample_data(out, [SYMBOL], start, end, seed=1, edge=1.0, cfg=cfg,
+                          market=load_sample_market(cfg.config_dir), progress=print)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--range", default="2005-01-01:2024-12-31", help="START:END of the sample file")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("path", nargs="?", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        {"ours": ours, "pandas": pandas_baseline}[a.one](Path(a.path))
+        return
+    start, end = a.range.split(":")
+    path = ensure_file(start, end)
+    rows = sum(1 for _ in open(path, "rb")) - 1
+    print(f"input: {path} ({rows:,} rows, {path.stat().st_size / 1e6:.0f} MB)")
+    results: dict[str, list[dict]] = {"ours": [], "pandas": []}
+    for i in range(a.runs):
+        for name in ("ours", "pandas"):
+            r = measure_in_child(__file__, name, str(path))
+            results[name].append(r)
+            print(f"  run {i + 1} {name}: {r['seconds']:.3f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    table = [summarise("rooney read_raw_bars+bars", results["ours"]),
+             summarise("pandas read_csv+resample", results["pandas"])]
+    print_table(f"P1 ingest: {rows:,} rows -> validated hourly + daily bars", table,
+                baseline="pandas read_csv+resample",
+                target="< 3 s, peak RSS < 1 GB, >= 3x faster than pandas")
+
+
+if __name__ == "__main__":
+    main()

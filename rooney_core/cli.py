@@ -1,0 +1,200 @@
+"""The ``rooney`` command line: thin wrappers over rooney_core for people and scripts.
+
+Pipeline commands (``rooney demo``) are added by ``rooney_pipeline.cli``, which is the
+console-script entry point; everything here runs without Dagster.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from rooney_core.errors import ConfigError, DataValidationError, RooneyError
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+def _cfg(ctx: click.Context):
+    from rooney_core.config import load_config
+
+    if "cfg" not in ctx.obj:
+        ctx.obj["cfg"] = load_config(ctx.obj.get("config_dir"))
+    return ctx.obj["cfg"]
+
+
+def _say(msg: str) -> None:
+    click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
+
+
+class _RooneyGroup(click.Group):
+    """Turns our own errors into one clear message and a non-zero exit, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DataValidationError as err:
+            click.echo(str(err), err=True)
+            sys.exit(1)
+        except ConfigError as err:
+            click.echo(f"config error: {err}", err=True)
+            sys.exit(2)
+        except RooneyError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_RooneyGroup)
+@click.option("--config-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="ROONEY_CONFIG_DIR", help="Directory of YAML configs (default: the repo's configs/).")
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.pass_context
+def cli(ctx: click.Context, config_dir: Path | None, verbose: bool) -> None:
+    """Rooney Pipeline: the IBS futures desk's research-to-live toolkit."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+    ctx.obj["config_dir"] = config_dir
+
+
+@cli.command("sample-data")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write <SYMBOL>_bt.csv files into.")
+@click.option("--symbols", default=None, help="Comma-separated symbols (default: sample_data.symbols).")
+@click.option("--start", default=None, help="First date, YYYY-MM-DD (default from pipeline.yml).")
+@click.option("--end", default=None, help="Last date, YYYY-MM-DD (default from pipeline.yml).")
+@click.option("--seed", type=int, default=None, help="Random seed (same seed, same files).")
+@click.option("--edge", type=float, default=None, help="Strength of the planted edge; 0 = null market.")
+@click.option("--interval", type=click.Choice(["1", "5", "15", "30", "60"]), default="1",
+              help="Bar interval in minutes.")
+@click.option("--vendor-noise", type=float, default=0.0,
+              help="Write a 'second vendor' copy: share of bars off by a tick, volumes jittered.")
+@click.pass_context
+def sample_data(ctx, out_dir, symbols, start, end, seed, edge, interval, vendor_noise) -> None:
+    """Generate synthetic raw minute-bar files with a tunable mean-reversion edge."""
+    from rooney_core.data.sample import load_sample_market, write_sample_data
+
+    cfg = _cfg(ctx)
+    sd = cfg.pipeline.sample_data
+    syms = _split(symbols) or sd.symbols
+    for s in syms:
+        cfg.instrument(s)  # unknown symbol -> ConfigError before any work
+    t0 = time.perf_counter()
+    paths = write_sample_data(
+        out_dir, syms, start or sd.start, end or sd.end,
+        seed=sd.seed if seed is None else seed, edge=sd.edge if edge is None else edge,
+        cfg=cfg, market=load_sample_market(cfg.config_dir), interval_minutes=int(interval),
+        vendor_noise=vendor_noise, progress=_say,
+    )
+    for p in paths:
+        click.echo(str(p))
+    _say(f"wrote {len(paths)} file(s) in {time.perf_counter() - t0:.1f} s")
+
+
+@cli.command("check-data")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--symbols", default=None, help="Comma-separated symbols (default: every *_bt.csv).")
+@click.pass_context
+def check_data(ctx, data_dir: Path, symbols: str | None) -> None:
+    """Validate raw files: exit 0 if all are valid, else 1 with every problem on stderr."""
+    from rooney_core.data import csv_path
+    from rooney_core.data.raw import read_raw_bars
+
+    cfg = _cfg(ctx)
+    syms = _split(symbols) or sorted(p.name[: -len("_bt.csv")] for p in data_dir.glob("*_bt.csv"))
+    if not syms:
+        raise RooneyError(f"{data_dir}: no <SYMBOL>_bt.csv files found")
+    bad = 0
+    for sym in syms:
+        inst = cfg.instrument(sym)
+        path = csv_path(data_dir, sym)
+        try:
+            if not path.is_file():
+                raise RooneyError(f"{path}: file not found")
+            raw = read_raw_bars(path, inst.calendar, cfg.pipeline.data.repairs)
+        except DataValidationError as err:
+            bad += 1
+            for p in err.problems:
+                click.echo(str(p), err=True)
+            continue
+        except RooneyError as err:
+            bad += 1
+            click.echo(str(err), err=True)
+            continue
+        repairs = ", ".join(f"{k}={v}" for k, v in raw.repairs.items()) or "none"
+        click.echo(f"{sym}: ok, {len(raw)} bars of {raw.interval_minutes} min, "
+                   f"{raw.timestamp[0]} .. {raw.timestamp[-1]}, repairs: {repairs}")
+    if bad:
+        click.echo(f"{bad} of {len(syms)} file(s) failed validation", err=True)
+        sys.exit(1)
+
+
+@cli.command("bars")
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--symbol", required=True)
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def bars(ctx, data_dir: Path, symbol: str, out_dir: Path) -> None:
+    """Write <SYMBOL>_hourly.parquet and <SYMBOL>_daily.parquet (index `timestamp`)."""
+    from rooney_core.data import load_session_bars
+    from rooney_core.data.lake import write_parquet_atomic
+
+    cfg = _cfg(ctx)
+    _say(f"{symbol}: reading and validating {data_dir}")
+    sb = load_session_bars(data_dir, cfg.instrument(symbol), cfg.pipeline.data.repairs)
+    hp = write_parquet_atomic(sb.hourly, out_dir / f"{symbol}_hourly.parquet")
+    dp = write_parquet_atomic(sb.daily, out_dir / f"{symbol}_daily.parquet")
+    _say(f"{symbol}: {len(sb.hourly)} hourly and {len(sb.daily)} daily bars; repairs: {sb.raw.repairs or 'none'}")
+    click.echo(str(hp))
+    click.echo(str(dp))
+
+
+@cli.command("features")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--symbol")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--list", "list_only", is_flag=True, help="List the registered features and exit.")
+@click.pass_context
+def features(ctx, data_dir: Path | None, symbol: str | None, out: Path | None, list_only: bool) -> None:
+    """Write one row per hourly bar and one column per selected feature (index `timestamp`).
+
+    The pair's file is read from the same directory when present; otherwise pair features
+    are missing (NaN) and a warning says so.
+    """
+    from rooney_core.data import csv_path, load_session_bars
+    from rooney_core.data.lake import write_parquet_atomic
+    from rooney_core.features import REGISTRY, instrument_inputs, selected_features
+
+    if list_only:
+        click.echo(REGISTRY.describe().to_string(index=False))
+        return
+    if not (data_dir and symbol and out):
+        raise click.UsageError("--data-dir, --symbol and --out are required (or use --list)")
+    cfg = _cfg(ctx)
+    inst = cfg.instrument(symbol)
+    _say(f"{symbol}: building bars from {data_dir}")
+    own = load_session_bars(data_dir, inst, cfg.pipeline.data.repairs)
+    pair_hourly = None
+    if inst.pair and csv_path(data_dir, inst.pair).is_file():
+        _say(f"{symbol}: building bars of its pair {inst.pair}")
+        pair_hourly = load_session_bars(data_dir, cfg.instrument(inst.pair), cfg.pipeline.data.repairs).hourly
+    elif inst.pair:
+        _say(f"warning: {csv_path(data_dir, inst.pair)} not found: pair features will be missing (NaN)")
+    names = selected_features(cfg.features.selection)
+    t0 = time.perf_counter()
+    frame = REGISTRY.compute(instrument_inputs(cfg, symbol, own.hourly, pair_hourly), names)
+    _say(f"{symbol}: {len(frame)} rows x {len(names)} features in {time.perf_counter() - t0:.2f} s")
+    click.echo(str(write_parquet_atomic(frame, out)))
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The Dagster graph, really run in process: bars -> features -> feature validation, the data
+gate for every R1 input class, and the definitions' hygiene."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from raw_cases import CASES, write_case
+
+from rooney_core.config import REPO_ROOT, load_config
+from rooney_core.data.lake import Lake
+from rooney_core.data.sample import load_sample_market, write_sample_data
+from rooney_core.features import REGISTRY
+from rooney_pipeline.definitions import defs
+from rooney_pipeline.resources import RooneyResource
+
+BARS = ["raw_bars", "hourly_bars", "daily_bars"]
+
+
+@pytest.fixture(scope="module")
+def sample_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    """Eight months of 5-minute ES and NQ bars, and a second vendor's copy of the same."""
+    cfg = load_config()
+    root = tmp_path_factory.mktemp("sample")
+    market = load_sample_market(cfg.config_dir)
+    kw = dict(start="2023-06-01", end="2024-01-31", seed=3, edge=1.0, cfg=cfg, market=market,
+              interval_minutes=5)
+    write_sample_data(root / "main", ["ES", "NQ"], **kw)
+    write_sample_data(root / "overlap", ["ES", "NQ"], vendor_noise=0.01, **kw)
+    return root / "main", root / "overlap"
+
+
+def _assets():
+    return [defs.resolve_assets_def(k) for k in ("raw_bars", "hourly_bars", "features", "feature_validation")]
+
+
+def run(selection, partition: str, data_dir: Path, lake_dir: Path, run_config=None, instance=None):
+    return dg.materialize(
+        _assets(),
+        selection=selection,
+        partition_key=partition,
+        resources={"rooney": RooneyResource(data_dir=str(data_dir), lake_dir=str(lake_dir))},
+        run_config=run_config,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def materialised(sample_dirs, tmp_path_factory):
+    main, overlap = sample_dirs
+    lake_dir = tmp_path_factory.mktemp("lake")
+    results = {}
+    for sym in ("ES", "NQ"):
+        results[f"bars {sym}"] = run(BARS, sym, main, lake_dir)
+    results["features ES"] = run(
+        ["features", "feature_validation"], "ES", main, lake_dir,
+        run_config={"ops": {"feature_validation": {"config": {"overlap_dir": str(overlap), "month": "2023-12"}}}},
+    )
+    return lake_dir, results
+
+
+def test_bars_features_and_validation_materialise(materialised):
+    lake_dir, results = materialised
+    for name, res in results.items():
+        assert res.success, name
+    lake = Lake(lake_dir)
+    hourly = lake.read("hourly", "ES")
+    assert list(hourly.columns) == ["open", "high", "low", "close", "volume"]
+    assert hourly.index.name == "timestamp" and hourly.index.is_monotonic_increasing
+    feats = lake.read("features", "ES")
+    assert list(feats.columns) == REGISTRY.names() and feats.index.equals(hourly.index)
+    assert feats["p_ibs"].notna().mean() > 0.9  # the pair (NQ) was used
+
+
+def test_checks_and_metadata_are_recorded(materialised):
+    _, results = materialised
+    evals = {(e.asset_key.to_user_string(), e.check_name): e.passed
+             for res in results.values() for e in res.get_asset_check_evaluations()}
+    assert evals[("hourly_bars", "bars_are_consistent")]
+    assert evals[("daily_bars", "bars_are_consistent")]
+    assert evals[("features", "features_are_complete")]
+    assert ("feature_validation", "features_agree") in evals
+    mats = {e.asset_key.to_user_string(): e.asset_materialization.metadata
+            for e in results["features ES"].get_asset_materialization_events()}
+    fv = mats["feature_validation"]
+    assert fv["month"].value == "2023-12"
+    assert fv["second_source"].value != "none"
+    assert fv["ibs_rsi2_over_price"].value.startswith("![")
+    assert Path(fv["plot_file"].value).is_file()
+    comparison = fv["comparison"].value.records
+    statuses = {r.data["feature"]: r.data["status"] for r in comparison}
+    # 8 months of history cannot warm up the 252-session features: said, not failed
+    assert statuses["d_volume_pctl252"] == "insufficient-history"
+    assert statuses["rsi2"] == "pass" and statuses["ibs"] == "pass"
+
+
+def test_feature_validation_reports_disagreeing_features(sample_dirs, materialised, tmp_path):
+    """A second source that really differs (prices scaled 3%) fails and names the features."""
+    main, overlap = sample_dirs
+    lake_dir, _ = materialised
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    for sym in ("ES", "NQ"):
+        df = pd.read_csv(overlap / f"{sym}_bt.csv")
+        for col in ("Open", "High", "Low", "Close"):
+            df[col] = (df[col] * (1.03 if sym == "NQ" else 1.0)).round(2)
+        df["volume"] = (df["volume"] * (1 + (df.index % 3))).astype(int)
+        df.to_csv(shifted / f"{sym}_bt.csv", index=False)
+    res = run(["feature_validation"], "ES", main, lake_dir,
+              run_config={"ops": {"feature_validation": {"config": {"overlap_dir": str(shifted), "month": "2023-12"}}}})
+    assert res.success
+    [ev] = res.get_asset_check_evaluations()
+    assert not ev.passed
+    failing = ev.metadata["failing_features"].value
+    assert "volume_pctl252" in failing or "volume5_z252" in failing
+    assert "pair_spread_z20" not in failing  # a constant 3% offset leaves the spread z-score alone
+    assert "agrees on" in ev.description
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_malformed_input_stops_at_the_data_gate_and_writes_nothing(case, sample_dirs, materialised, tmp_path):
+    """R1: the run fails at raw_bars with the rule named; nothing downstream runs or is
+    written; earlier outputs stay intact."""
+    main, _ = sample_dirs
+    lake_dir, _ = materialised
+    lake = Lake(lake_dir)
+    before = {ds: lake.path(ds, "ES").read_bytes() for ds in ("raw", "hourly", "daily", "features")}
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    (bad_dir / "NQ_bt.csv").symlink_to(main / "NQ_bt.csv")
+    write_case(bad_dir / "ES_bt.csv", case)
+    res = run(BARS + ["features"], "ES", bad_dir, lake_dir)
+    assert not res.success
+    failures = res.get_step_failure_events()
+    assert [f.step_key for f in failures] == ["raw_bars"]
+    message = failures[0].event_specific_data.error.message
+    name, lines, rule, line, text = case
+    assert f"[{rule}]" in message and f"line {line}" in message and "ES_bt.csv" in message
+    assert not res.get_asset_materialization_events()
+    assert "features" not in {s.step_key for s in res.get_step_success_events()}
+    after = {ds: lake.path(ds, "ES").read_bytes() for ds in before}
+    assert after == before
+
+
+def test_definitions_load_with_jobs_and_checks():
+    repo = defs.get_repository_def()
+    assert {"bars_job", "features_job"} <= {j.name for j in repo.get_all_jobs()}
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert {"raw_bars", "hourly_bars", "daily_bars", "features", "feature_validation"} <= keys
+
+
+def test_rooney_core_never_imports_dagster():
+    for path in (REPO_ROOT / "rooney_core").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n.split(".")[0] in ("dagster", "rooney_pipeline") for n in names), path
+    code = ("import importlib, pkgutil, sys, rooney_core\n"
+            "for m in pkgutil.walk_packages(rooney_core.__path__, 'rooney_core.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('dagster', 'rooney_pipeline')]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
