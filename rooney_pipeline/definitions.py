@@ -6,12 +6,12 @@ import os
 
 import dagster as dg
 
-from rooney_pipeline.assets import bars, features, validation
+from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.jobs import JOBS
 from rooney_pipeline.resources import RooneyResource
 
 defs = dg.Definitions(
-    assets=[bars.raw_bars, bars.session_bars, features.features, validation.feature_validation],
+    assets=ASSETS,
     jobs=JOBS,
     resources={
         "rooney": RooneyResource(

@@ -89,7 +89,7 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
             say(f"{stage} [{sym}] {status} in {took:.1f} s (run {res.run_id[:8]})")
             ok &= res.success
             for ev in res.get_asset_materialization_events():
-                mat = ev.asset_materialization
+                mat = ev.materialization
                 results[sym][mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
             for ev in res.get_asset_check_evaluations():
                 results[sym][f"check:{ev.check_name}:{ev.asset_key.to_user_string()}"] = ev.passed

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from rooney_pipeline.partitions import instrument_partitions
 
 bars_job = dg.define_asset_job(
     "bars_job",
     selection=dg.AssetSelection.assets("raw_bars", "hourly_bars", "daily_bars"),
-    partitions_def=instrument_partitions,
     description="Validate raw CSVs and build hourly and daily session bars.",
 )
 
 features_job = dg.define_asset_job(
     "features_job",
     selection=dg.AssetSelection.assets("features", "feature_validation"),
-    partitions_def=instrument_partitions,
     description="Compute features and validate them (needs bars of the instrument and its pair).",
 )
 

@@ -93,12 +93,12 @@ def compare_features(
         b = theirs.loc[common, name].to_numpy(dtype=float)
         need = feature.warmup.bars(bars_per_session)
         base = {"feature": name, "bars": int(len(common)), "warmup_bars": need}
-        if np.isnan(a).all() and np.isnan(b).all():
-            rows.append({**base, "status": "not-applicable", "agreement": np.nan,
-                         "max_rel_diff": np.nan, "median_rel_diff": np.nan})
-            continue
         if history_bars_theirs < need:
             rows.append({**base, "status": "insufficient-history", "agreement": np.nan,
+                         "max_rel_diff": np.nan, "median_rel_diff": np.nan})
+            continue
+        if np.isnan(a).all() and np.isnan(b).all():
+            rows.append({**base, "status": "not-applicable", "agreement": np.nan,
                          "max_rel_diff": np.nan, "median_rel_diff": np.nan})
             continue
         both = ~np.isnan(a) & ~np.isnan(b)

@@ -1,0 +1,7 @@
+"""Assets by stage: bars (data gate and session bars), features, validation."""
+
+from rooney_pipeline.assets.bars import raw_bars, session_bars
+from rooney_pipeline.assets.features import features
+from rooney_pipeline.assets.validation import feature_validation
+
+ASSETS = [raw_bars, session_bars, features, feature_validation]

@@ -17,6 +17,7 @@ from rooney_core.config import REPO_ROOT, load_config
 from rooney_core.data.lake import Lake
 from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY
+from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.definitions import defs
 from rooney_pipeline.resources import RooneyResource
 
@@ -37,7 +38,7 @@ def sample_dirs(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _assets():
-    return [defs.resolve_assets_def(k) for k in ("raw_bars", "hourly_bars", "features", "feature_validation")]
+    return ASSETS
 
 
 def run(selection, partition: str, data_dir: Path, lake_dir: Path, run_config=None, instance=None):
@@ -87,7 +88,7 @@ def test_checks_and_metadata_are_recorded(materialised):
     assert evals[("daily_bars", "bars_are_consistent")]
     assert evals[("features", "features_are_complete")]
     assert ("feature_validation", "features_agree") in evals
-    mats = {e.asset_key.to_user_string(): e.asset_materialization.metadata
+    mats = {e.asset_key.to_user_string(): e.materialization.metadata
             for e in results["features ES"].get_asset_materialization_events()}
     fv = mats["feature_validation"]
     assert fv["month"].value == "2023-12"
