@@ -12,6 +12,9 @@ from pathlib import Path
 from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
 
 STAGES = ("bars_job", "features_job")
+# Dagster's console logger prints every engine event at DEBUG; the demo shows INFO and up
+# (every event is still stored in the instance for the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def ensure_dagster_home() -> Path:
@@ -83,7 +86,8 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
         job = defs.resolve_job_def(stage)
         for sym in symbols:
             t0 = time.perf_counter()
-            res = job.execute_in_process(partition_key=sym, instance=instance, raise_on_error=False)
+            res = job.execute_in_process(partition_key=sym, instance=instance, raise_on_error=False,
+                                         run_config=QUIET)
             took = time.perf_counter() - t0
             status = "ok" if res.success else "FAILED"
             say(f"{stage} [{sym}] {status} in {took:.1f} s (run {res.run_id[:8]})")

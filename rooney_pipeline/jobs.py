@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-
 bars_job = dg.define_asset_job(
     "bars_job",
     selection=dg.AssetSelection.assets("raw_bars", "hourly_bars", "daily_bars"),
