@@ -128,7 +128,7 @@ def check_data(ctx, data_dir: Path, symbols: str | None) -> None:
             continue
         repairs = ", ".join(f"{k}={v}" for k, v in raw.repairs.items()) or "none"
         click.echo(f"{sym}: ok, {len(raw)} bars of {raw.interval_minutes} min, "
-                   f"{raw.timestamp[0]} .. {raw.timestamp[-1]}, repairs: {repairs}")
+                   f"{raw.first_timestamp} .. {raw.last_timestamp}, repairs: {repairs}")
     if bad:
         click.echo(f"{bad} of {len(syms)} file(s) failed validation", err=True)
         sys.exit(1)

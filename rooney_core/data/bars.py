@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from rooney_core.data.raw import RawBars
-from rooney_core.sessions import SessionCalendar, hour_label
+from rooney_core.sessions import SessionCalendar
 
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
 
@@ -51,10 +51,18 @@ def _frame(index: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def hourly_bars(raw: RawBars) -> pd.DataFrame:
-    """Aggregate validated sub-hourly bars (sorted, in session) into hourly bars."""
-    labels = hour_label(raw.timestamp)
-    idx, cols = _aggregate(labels, raw.open, raw.high, raw.low, raw.close, raw.volume)
-    return _frame(idx, cols)
+    """Aggregate validated sub-hourly bars (sorted, in session) into hourly bars.
+
+    Works chunk by chunk on the parser's zero-copy arrays; an hour split across two chunks
+    yields two partial bars, which a second pass merges (first open, max high, min low,
+    last close, summed volume are associative)."""
+    parts = [_aggregate(ts // 3600, o, h, lo, c, v) for ts, o, h, lo, c, v in raw.batches()]
+    if not parts:
+        return _frame(np.empty(0, dtype="datetime64[h]"), _aggregate(np.empty(0, dtype=np.int64), *[np.empty(0)] * 5)[1])
+    keys = np.concatenate([k for k, _ in parts])
+    cols = {name: np.concatenate([c[name] for _, c in parts]) for name in BAR_COLUMNS}
+    idx, merged = _aggregate(keys, *(cols[n] for n in BAR_COLUMNS))
+    return _frame(idx.astype("datetime64[h]"), merged)
 
 
 def daily_bars(hourly: pd.DataFrame, calendar: SessionCalendar) -> pd.DataFrame:
@@ -99,6 +107,8 @@ def bars_summary(hourly: pd.DataFrame, daily: pd.DataFrame, raw: RawBars, calend
         "interval_minutes": raw.interval_minutes,
         "hourly_bars": len(hourly),
         "daily_bars": len(daily),
+        "first_raw_bar": str(raw.first_timestamp),
+        "last_raw_bar": str(raw.last_timestamp),
         "first_bar": str(hourly.index[0]) if len(hourly) else None,
         "last_bar": str(hourly.index[-1]) if len(hourly) else None,
         "intra_session_gaps": int(len(gaps)),

@@ -45,6 +45,14 @@ def write_parquet_atomic(df: pd.DataFrame, target: Path) -> Path:
     return Path(target)
 
 
+def write_arrow_atomic(table, target: Path) -> Path:
+    import pyarrow.parquet as pq
+
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(target)
+
+
 def write_text_atomic(text: str, target: Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -66,6 +74,17 @@ class Lake:
 
     def write(self, dataset: str, symbol: str, df: pd.DataFrame) -> Path:
         return write_parquet_atomic(df, self.path(dataset, symbol))
+
+    def write_arrow(self, dataset: str, symbol: str, table) -> Path:
+        return write_arrow_atomic(table, self.path(dataset, symbol))
+
+    def read_arrow(self, dataset: str, symbol: str):
+        import pyarrow.parquet as pq
+
+        p = self.path(dataset, symbol)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no {dataset} data for {symbol}; materialise the upstream asset first")
+        return pq.read_table(p)
 
     def read(self, dataset: str, symbol: str) -> pd.DataFrame:
         p = self.path(dataset, symbol)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,35 +47,56 @@ _TS_ZONE_RE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?\s*(Z|[
 _BLOCK = 16 << 20
 
 
+BAR_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
 @dataclass
 class RawBars:
-    """Validated bars in file order (sorted, unique, in session)."""
+    """Validated bars in time order (sorted, unique, in session), kept as the Arrow table
+    the parser produced: chunked, zero-copy, so 7 M rows are never copied whole."""
 
     path: str
-    timestamp: np.ndarray  # datetime64[s], bar start, exchange-local
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray  # float64, >= 0
+    table: pa.Table  # timestamp (timestamp[s], bar start), open, high, low, close, volume (float64)
     interval_minutes: int
     rows_read: int
     repairs: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.timestamp)
+        return self.table.num_rows
+
+    def column(self, name: str) -> np.ndarray:
+        return self.table.column(name).to_numpy()
+
+    @property
+    def timestamp(self) -> np.ndarray:
+        return self.column("timestamp")
+
+    @property
+    def first_timestamp(self) -> np.datetime64:
+        return self.table.column("timestamp")[0].as_py()
+
+    @property
+    def last_timestamp(self) -> np.datetime64:
+        return self.table.column("timestamp")[-1].as_py()
+
+    def batches(self) -> Iterator[tuple[np.ndarray, ...]]:
+        """(epoch seconds int64, open, high, low, close, volume) per chunk, zero-copy."""
+        for batch in self.table.to_batches():
+            if batch.num_rows:
+                ts = batch.column(0).to_numpy(zero_copy_only=True).view(np.int64)
+                yield (ts, *(batch.column(i).to_numpy(zero_copy_only=True) for i in range(1, 6)))
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "open": self.open,
-                "high": self.high,
-                "low": self.low,
-                "close": self.close,
-                "volume": self.volume,
-            },
-            index=pd.DatetimeIndex(self.timestamp.astype("datetime64[ns]"), name="timestamp"),
-        )
+        df = self.table.to_pandas()
+        df["timestamp"] = df["timestamp"].astype("datetime64[ns]")
+        return df.set_index("timestamp")
+
+
+def _table_from_arrays(ts, o, h, lo, c, v) -> pa.Table:
+    return pa.table(
+        [pa.array(ts.astype("datetime64[s]")), *(pa.array(np.asarray(a, dtype=np.float64)) for a in (o, h, lo, c, v))],
+        names=list(BAR_FIELDS),
+    )
 
 
 class _Problems:
@@ -327,13 +349,46 @@ def read_raw_bars(
     if n == 0:
         problems.add("empty-file", "the file has a header but no rows", line=2)
         problems.raise_if_any()
+    table = table.rename_columns(list(BAR_FIELDS))
+    if not repaired:
+        interval = _quick_check(table, calendar, repairs)
+        if interval is not None:  # the common case: a clean file, validated chunk by chunk
+            return RawBars(str(path), table, interval, rows_read=n)
+    # Something is off: find every problem (and apply allowed repairs) on whole arrays.
     if lines is None:
         lines = np.arange(2, n + 2, dtype=np.int64)
-
-    cols = [table.column(i) for i in range(len(COLUMNS))]
-    ts = cols[0].to_numpy()
-    o, h, lo, c, v = (col.to_numpy() for col in cols[1:])
+    ts, o, h, lo, c, v = (table.column(i).to_numpy() for i in range(len(BAR_FIELDS)))
     return _validate_arrays(path, ts, o, h, lo, c, v, lines, calendar, repairs, problems, repaired, n)
+
+
+def _quick_check(table: pa.Table, calendar: SessionCalendar, repairs: Repairs) -> int | None:
+    """Every rule on zero-copy chunks (no whole-array temporaries, which are what costs
+    time and memory at 7 M rows). Returns the bar interval if the file is clean and needs
+    no repair, else None (the caller then names each problem)."""
+    counts = np.zeros(60, dtype=np.int64)
+    minute_gcd = 60
+    prev = None
+    raw = RawBars("", table, 1, table.num_rows)
+    for ts, o, h, lo, c, v in raw.batches():
+        if not np.isfinite(o + h + lo + c + v).all():
+            return None
+        if lo.min() <= 0 or v.min() < 0 or (repairs.zero_volume == "drop" and not v.all()):
+            return None
+        if not ((h >= np.maximum(o, c)).all() and (lo <= np.minimum(o, c)).all()):
+            return None
+        step = np.diff(ts, prepend=ts[0] - 60 if prev is None else prev)
+        if step.min() <= 0 or (ts % 60).any():
+            return None
+        if not calendar.in_session(ts.view("datetime64[s]")).all():
+            return None
+        minutes = ts // 60
+        counts += np.bincount(np.clip(step // 60, 0, 61), minlength=62)[1:61]
+        minute_gcd = int(np.gcd.reduce(np.r_[minute_gcd, np.unique(minutes % 60)]))
+        prev = ts[-1]
+    interval = int(np.argmax(counts)) + 1 if counts.any() else minute_gcd
+    if 60 % interval or minute_gcd % interval:
+        return None
+    return interval
 
 
 def _validate_arrays(
@@ -480,30 +535,17 @@ def _validate_arrays(
         log.warning("%s: repaired: %s = %d", path, what, count)
     return RawBars(
         path=str(path),
-        timestamp=ts.astype("datetime64[s]"),
-        open=o,
-        high=h,
-        low=lo,
-        close=c,
-        volume=v,
+        table=_table_from_arrays(ts, o, h, lo, c, v),
         interval_minutes=int(interval),
         rows_read=rows_read,
         repairs=repaired,
     )
 
 
-def raw_bars_from_frame(df: pd.DataFrame, path: str = "<lake>", rows_read: int | None = None) -> RawBars:
-    """Rebuild RawBars from a frame written by :meth:`RawBars.to_frame` (already validated)."""
-    ts = df.index.values.astype("datetime64[s]")
-    minutes = ts.view(np.int64) // 60
-    return RawBars(
-        path=path,
-        timestamp=ts,
-        open=df["open"].to_numpy(),
-        high=df["high"].to_numpy(),
-        low=df["low"].to_numpy(),
-        close=df["close"].to_numpy(),
-        volume=df["volume"].to_numpy(),
-        interval_minutes=_infer_interval(minutes) or 1,
-        rows_read=rows_read if rows_read is not None else len(df),
-    )
+def raw_bars_from_table(table: pa.Table, path: str = "<lake>") -> RawBars:
+    """RawBars from a table written by the raw_bars asset (already validated)."""
+    table = table.select(list(BAR_FIELDS))
+    ts = table.column("timestamp").cast(pa.timestamp("s")).to_numpy().view(np.int64)
+    interval = _infer_interval(ts // 60) or 1
+    return RawBars(path, table.set_column(0, "timestamp", table.column("timestamp").cast(pa.timestamp("s"))),
+                   interval, rows_read=table.num_rows)

@@ -6,7 +6,7 @@ import dagster as dg
 from rooney_core.data import csv_path
 from rooney_core.data.bars import bars_summary, daily_bars, hourly_bars, session_gaps
 from rooney_core.data.quality import bar_problems
-from rooney_core.data.raw import raw_bars_from_frame, read_raw_bars
+from rooney_core.data.raw import raw_bars_from_table, read_raw_bars
 from rooney_core.errors import DataValidationError
 from rooney_pipeline.metadata import plain, table
 from rooney_pipeline.partitions import instrument_partitions
@@ -43,7 +43,7 @@ def raw_bars(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.Ma
         raise _data_gate_failure(err) from err
     for what, n in raw.repairs.items():
         context.log.warning(f"{path}: repaired {what}: {n}")
-    out = rooney.lake.write("raw", symbol, raw.to_frame())
+    out = rooney.lake.write_arrow("raw", symbol, raw.table)
     return dg.MaterializeResult(
         metadata={
             "source": dg.MetadataValue.path(str(path)),
@@ -51,8 +51,8 @@ def raw_bars(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.Ma
             "rows_read": raw.rows_read,
             "rows_kept": len(raw),
             "interval_minutes": raw.interval_minutes,
-            "first_bar": str(raw.timestamp[0]),
-            "last_bar": str(raw.timestamp[-1]),
+            "first_bar": str(raw.first_timestamp),
+            "last_bar": str(raw.last_timestamp),
             "repairs": dg.MetadataValue.json(plain(raw.repairs)),
         }
     )
@@ -87,7 +87,7 @@ def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource):
     cfg = rooney.cfg
     symbol = context.partition_key
     inst = cfg.instrument(symbol)
-    raw = raw_bars_from_frame(rooney.lake.read("raw", symbol), path=str(rooney.lake.path("raw", symbol)))
+    raw = raw_bars_from_table(rooney.lake.read_arrow("raw", symbol), path=str(rooney.lake.path("raw", symbol)))
     hourly = hourly_bars(raw)
     daily = daily_bars(hourly, inst.calendar)
     summary = bars_summary(hourly, daily, raw, inst.calendar)

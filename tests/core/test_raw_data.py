@@ -34,7 +34,7 @@ def errors_of(path: Path, repairs: Repairs | None = None) -> DataValidationError
 def test_clean_file_reads(tmp_path):
     raw = read_raw_bars(write(tmp_path, [HEADER, *GOOD_ROWS]), GLOBEX)
     assert len(raw) == 4 and raw.interval_minutes == 1 and raw.repairs == {}
-    assert raw.open[0] == 6049.25 and raw.volume.sum() == 1873 + 642 + 300 + 900
+    assert raw.column("open")[0] == 6049.25 and raw.column("volume").sum() == 1873 + 642 + 300 + 900
 
 
 @pytest.mark.parametrize("name,lines,rule,line,text", CASES, ids=[c[0] for c in CASES])
@@ -148,3 +148,25 @@ def test_session_gaps_are_reported(tmp_path):
     hourly = hourly_bars(read_raw_bars(write(tmp_path, [HEADER, *rows]), GLOBEX))
     gaps = session_gaps(hourly, GLOBEX)
     assert list(gaps["missing_hours"]) == [2]
+
+
+def test_chunked_fast_path_equals_whole_array_path(tmp_path, monkeypatch):
+    """Hours split across parser chunks are merged; the result equals one-chunk parsing."""
+    import rooney_core.data.raw as raw_mod
+
+    minutes = np.datetime64("2024-12-02T00:00") + np.arange(0, 15 * 60).astype("timedelta64[m]")
+    rng = np.random.default_rng(1)
+    close = 6000 + np.cumsum(rng.integers(-3, 4, len(minutes))) * 0.25
+    open_ = np.r_[6000.0, close[:-1]]
+    rows = [f"{str(t).replace('T', ' ')}:00,{o},{max(o, c) + 0.5},{min(o, c) - 0.25},{c},{i % 11}"
+            for i, (t, o, c) in enumerate(zip(minutes, open_, close, strict=True))]
+    path = write(tmp_path, [HEADER, *rows])
+    whole = read_raw_bars(path, GLOBEX)
+    monkeypatch.setattr(raw_mod, "_BLOCK", 4096)  # many small chunks
+    chunked = read_raw_bars(path, GLOBEX)
+    assert chunked.table.column(0).num_chunks > 5
+    assert chunked.table.equals(whole.table.combine_chunks()) or chunked.table.to_pandas().equals(
+        whole.table.to_pandas())
+    pd_h = hourly_bars(chunked)
+    assert pd_h.equals(hourly_bars(whole)) and len(pd_h) == 15
+    assert list(pd_h["volume"]) == [sum(i % 11 for i in range(h * 60, h * 60 + 60)) for h in range(15)]
