@@ -15,10 +15,10 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def measure_in_child(script: str, approach: str, *args: str) -> dict:
+def measure_in_child(script: str, approach: str, *args: str, python: str | None = None) -> dict:
     """Run ``script --one approach args`` in a new interpreter; it prints JSON."""
     env = dict(os.environ)
-    proc = subprocess.run([sys.executable, script, "--one", approach, *args],
+    proc = subprocess.run([python or sys.executable, script, "--one", approach, *args],
                           capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{approach} failed:\n{proc.stderr[-3000:]}")
@@ -46,15 +46,14 @@ def summarise(name: str, runs: list[dict]) -> dict:
     }
 
 
-def print_table(title: str, rows: list[dict], baseline: str | None = None, target: str = "") -> None:
+def print_table(title: str, rows: list[dict], ours: str, target: str = "") -> None:
+    """Rows side by side; 'vs ours' = that row's median / our median (> 1: we are faster)."""
     print(f"\n{title}")
     if target:
         print(f"target: {target}")
-    base = next((r for r in rows if r["name"] == baseline), None)
-    print(f"{'approach':<34}{'runs':>5}{'median s':>10}{'min-max s':>16}{'peak RSS MB':>13}{'ratio':>8}")
+    mine = next(r for r in rows if r["name"] == ours)
+    print(f"{'approach':<36}{'runs':>5}{'median s':>10}{'min-max s':>16}{'peak RSS MB':>13}{'vs ours':>9}")
     for r in rows:
-        ratio = f"{base['median_s'] / r['median_s']:.2f}x" if base else ""
-        print(f"{r['name']:<34}{r['runs']:>5}{r['median_s']:>10.3f}"
-              f"{r['min_s']:>8.3f}-{r['max_s']:<7.3f}{r['peak_rss_mb']:>13.0f}{ratio:>8}")
-    if base:
-        print(f"(ratio = baseline median / approach median; baseline = {baseline})")
+        print(f"{r['name']:<36}{r['runs']:>5}{r['median_s']:>10.3f}"
+              f"{r['min_s']:>8.3f}-{r['max_s']:<7.3f}{r['peak_rss_mb']:>13.0f}"
+              f"{r['median_s'] / mine['median_s']:>8.2f}x")

@@ -3,12 +3,14 @@
 Each measurement runs in a fresh process (so peak RSS is per approach); ours and the
 pandas baseline alternate, on the same file, in the same run.
 
-    uv run --frozen python bench/ingest.py [--runs 5] [--rows-years 2005-01-01:2024-12-31]
+    uv run --frozen python bench/ingest.py [--runs 5] [--range 2005-01-01:2024-12-31]
+        [--baseline-python /path/to/other/venv/bin/python]   # e.g. a venv with pandas 2.2
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,6 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--range", default="2005-01-01:2024-12-31", help="START:END of the sample file")
+    ap.add_argument("--baseline-python", help="also time the pandas baseline under this interpreter "
+                    "(a venv with another pandas version)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("path", nargs="?", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -74,16 +78,25 @@ def main() -> None:
     path = ensure_file(start, end)
     rows = sum(1 for _ in open(path, "rb")) - 1
     print(f"input: {path} ({rows:,} rows, {path.stat().st_size / 1e6:.0f} MB)")
-    results: dict[str, list[dict]] = {"ours": [], "pandas": []}
+    import pandas
+
+    runners = {"ours": (None, "ours"), "pandas": (None, "pandas")}
+    if a.baseline_python:
+        runners["pandas-other"] = (a.baseline_python, "pandas")
+    results: dict[str, list[dict]] = {k: [] for k in runners}
     for i in range(a.runs):
-        for name in ("ours", "pandas"):
-            r = measure_in_child(__file__, name, str(path))
+        for name, (python, approach) in runners.items():
+            r = measure_in_child(__file__, approach, str(path), python=python)
             results[name].append(r)
             print(f"  run {i + 1} {name}: {r['seconds']:.3f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     table = [summarise("rooney read_raw_bars+bars", results["ours"]),
-             summarise("pandas read_csv+resample", results["pandas"])]
+             summarise(f"pandas {pandas.__version__} read_csv+resample", results["pandas"])]
+    if a.baseline_python:
+        version = subprocess.run([a.baseline_python, "-c", "import pandas; print(pandas.__version__)"],
+                                 capture_output=True, text=True).stdout.strip()
+        table.append(summarise(f"pandas {version} read_csv+resample", results["pandas-other"]))
     print_table(f"P1 ingest: {rows:,} rows -> validated hourly + daily bars", table,
-                baseline="pandas read_csv+resample",
+                ours="rooney read_raw_bars+bars",
                 target="< 3 s, peak RSS < 1 GB, >= 3x faster than pandas")
 
 
