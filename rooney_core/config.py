@@ -240,12 +240,38 @@ class FeatureValidationSection(Strict):
     talib_tolerance: float = Field(default=1e-9, gt=0)
 
 
+class BacktestSection(Strict):
+    start: str = "2023-01-01"                # default period start; end = end of data
+    end: str | None = None
+    initial_capital: float = Field(default=100_000.0, gt=0)
+
+
+class ReconciliationSection(Strict):
+    reference_dir: str | None = None         # directory of <SYMBOL>_trades.csv from notebooks/TradingView
+    time_tolerance: str = "0min"             # entry/exit times within this count as the same
+    price_tolerance_ticks: float = Field(default=0.5, ge=0)
+    return_tolerance: float = Field(default=0.01, ge=0)   # relative difference of total P&L
+
+    @field_validator("time_tolerance")
+    @classmethod
+    def _td(cls, v: str) -> str:
+        import pandas as pd
+
+        try:
+            pd.Timedelta(v)
+        except ValueError as exc:
+            raise ValueError(f"not a duration: {v!r}") from exc
+        return v
+
+
 class PipelineConfig(Strict):
     data: DataSection
     lake_dir: str
     reports_dir: str
     sample_data: SampleDataSection
     feature_validation: FeatureValidationSection = FeatureValidationSection()
+    backtest: BacktestSection = BacktestSection()
+    reconciliation: ReconciliationSection = ReconciliationSection()
 
 
 # --- loading -----------------------------------------------------------------------------
