@@ -1,0 +1,1 @@
+"""Backtests: the runner, metrics and reconciliation with reference trade lists."""

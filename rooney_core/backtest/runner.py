@@ -1,0 +1,120 @@
+"""The backtest runner: the production IbsStrategy in Backtrader with the one cost table.
+
+Costs come from the instrument (configs/instruments.yml): commission per contract per
+side, slippage in ticks per side applied to every fill (entries and exits alike), point
+value = tick value / tick size. Market orders placed at a bar's close fill at the next
+bar's open plus slippage. Features are computed on the full history beforehand (so they
+are warm at the period's start) and sliced to the period with the bars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from rooney_core.backtest.metrics import daily_equity, equity_by_bar, performance_metrics
+from rooney_core.config import Instrument, StrategyConfig
+from rooney_core.errors import RooneyError
+from rooney_core.strategy.feed import ArrayFeed
+from rooney_core.strategy.ibs_strategy import IbsStrategy, PrecomputedFeatures, VetoModel
+
+TRADE_COLUMNS = ["signal_time", "entry_time", "entry_price", "exit_signal_time", "exit_time", "exit_price",
+                 "exit_reason", "contracts", "bars_held", "pnl_gross", "commission", "pnl_net", "probability",
+                 "signal_index"]
+
+
+@dataclass
+class BacktestResult:
+    symbol: str
+    trades: pd.DataFrame
+    decisions: pd.DataFrame
+    equity: pd.Series  # daily, indexed by trading date
+    metrics: dict
+    model_used: str
+    open_position: dict | None = None
+    bars: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def veto_rate(self) -> float:
+        d = self.decisions
+        if len(d) == 0:
+            return 0.0
+        vetoes = int((d["event"] == "veto").sum())
+        entries = int((d["event"] == "entry_order").sum())
+        return vetoes / (vetoes + entries) if vetoes + entries else 0.0
+
+
+def slice_period(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
+    """Bars whose start lies in [start, end] (dates inclusive)."""
+    lo = pd.Timestamp(start) if start else None
+    hi = pd.Timestamp(end) + pd.Timedelta(days=1) if end else None
+    mask = np.ones(len(frame), dtype=bool)
+    if lo is not None:
+        mask &= frame.index >= lo
+    if hi is not None:
+        mask &= frame.index < hi
+    return frame[mask]
+
+
+def run_backtest(
+    hourly: pd.DataFrame,
+    features: pd.DataFrame,
+    instrument: Instrument,
+    rules: StrategyConfig,
+    capital: float = 100_000.0,
+    model: VetoModel | None = None,
+    veto_enabled: bool = True,
+    start: str | None = None,
+    end: str | None = None,
+    model_name: str | None = None,
+) -> BacktestResult:
+    """Run IbsStrategy over [start, end] and return trades, decisions, equity and metrics."""
+    bars = slice_period(hourly, start, end)
+    feats = slice_period(features, start, end)
+    if len(bars) == 0:
+        raise RooneyError(f"{instrument.symbol}: no bars between {start} and {end}")
+    if not bars.index.equals(feats.index):
+        raise RooneyError(f"{instrument.symbol}: features are not aligned with the bars "
+                          f"({len(feats)} feature rows vs {len(bars)} bars); recompute the features")
+    source = PrecomputedFeatures(feats)
+
+    cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, quicknotify=True)
+    cerebro.adddata(ArrayFeed(frame=bars), name=instrument.symbol)
+    cerebro.broker.setcash(capital)
+    cerebro.broker.setcommission(
+        commission=instrument.commission_per_side,
+        commtype=bt.CommInfoBase.COMM_FIXED,
+        mult=instrument.point_value,
+        margin=1.0,  # futures-style accounting; margin is not what we study here
+        stocklike=False,
+    )
+    # always the full slippage, even beyond the bar's range: live cannot do better
+    cerebro.broker.set_slippage_fixed(instrument.slippage_points, slip_open=True, slip_limit=True,
+                                      slip_match=True, slip_out=True)
+    cerebro.addstrategy(IbsStrategy, rules=rules, instrument=instrument, features=source,
+                        model=model, veto_enabled=veto_enabled)
+    strat = cerebro.run()[0]
+
+    trades = pd.DataFrame(strat.trades, columns=TRADE_COLUMNS)
+    for col in ("signal_time", "entry_time", "exit_signal_time", "exit_time"):
+        trades[col] = pd.to_datetime(trades[col])
+    decisions = pd.DataFrame(strat.decisions, columns=["time", "event", "reason", "price", "probability"])
+    open_position = None
+    if strat.position_state is not None and strat.entry is not None and "entry_price" in strat.entry:
+        open_position = {**strat.entry, "contracts": strat.position_state.contracts,
+                         "bars_held": strat.position_state.bars_held}
+    ts = bars.index.values
+    equity, held = equity_by_bar(ts, bars["close"].to_numpy(), trades, instrument.point_value, capital,
+                                 open_position)
+    eq_daily = daily_equity(ts, equity, instrument.calendar)
+    metrics = performance_metrics(trades, eq_daily, capital, exposure=float((held != 0).mean()))
+    used = model_name or ("veto off" if not veto_enabled else
+                          ("unfiltered (no model)" if model is None else "model"))
+    result = BacktestResult(instrument.symbol, trades, decisions, eq_daily, metrics, used, open_position,
+                            bars=len(bars))
+    result.metrics["veto_rate"] = result.veto_rate
+    return result

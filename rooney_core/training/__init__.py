@@ -1,0 +1,1 @@
+"""Training: candidate trades and labels, walk-forward splits, tuning, the report."""
