@@ -166,9 +166,8 @@ def features(ctx, data_dir: Path | None, symbol: str | None, out: Path | None, l
     The pair's file is read from the same directory when present; otherwise pair features
     are missing (NaN) and a warning says so.
     """
-    from rooney_core.data import csv_path, load_session_bars
     from rooney_core.data.lake import write_parquet_atomic
-    from rooney_core.features import REGISTRY, instrument_inputs, selected_features
+    from rooney_core.features import REGISTRY
 
     if list_only:
         click.echo(REGISTRY.describe().to_string(index=False))
@@ -176,20 +175,93 @@ def features(ctx, data_dir: Path | None, symbol: str | None, out: Path | None, l
     if not (data_dir and symbol and out):
         raise click.UsageError("--data-dir, --symbol and --out are required (or use --list)")
     cfg = _cfg(ctx)
+    t0 = time.perf_counter()
+    _, frame = _bars_and_features(cfg, data_dir, symbol)
+    _say(f"{symbol}: done in {time.perf_counter() - t0:.2f} s")
+    click.echo(str(write_parquet_atomic(frame, out)))
+
+
+def _bars_and_features(cfg, data_dir: Path, symbol: str):
+    """Hourly bars of ``symbol`` and its registry features (pair read from the same dir)."""
+    from rooney_core.data import csv_path, load_session_bars
+    from rooney_core.features import REGISTRY, instrument_inputs, selected_features
+
     inst = cfg.instrument(symbol)
     _say(f"{symbol}: building bars from {data_dir}")
     own = load_session_bars(data_dir, inst, cfg.pipeline.data.repairs)
     pair_hourly = None
     if inst.pair and csv_path(data_dir, inst.pair).is_file():
-        _say(f"{symbol}: building bars of its pair {inst.pair}")
         pair_hourly = load_session_bars(data_dir, cfg.instrument(inst.pair), cfg.pipeline.data.repairs).hourly
     elif inst.pair:
         _say(f"warning: {csv_path(data_dir, inst.pair)} not found: pair features will be missing (NaN)")
     names = selected_features(cfg.features.selection)
+    feats = REGISTRY.compute(instrument_inputs(cfg, symbol, own.hourly, pair_hourly), names)
+    _say(f"{symbol}: {len(own.hourly)} hourly bars, {len(names)} features")
+    return own.hourly, feats
+
+
+TRADE_CSV_COLUMNS = ["entry_time", "exit_time", "entry_price", "exit_price", "exit_reason", "contracts", "pnl_net",
+                     "signal_time", "exit_signal_time", "bars_held", "pnl_gross", "commission", "probability"]
+
+
+@cli.command("backtest")
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--symbol", required=True)
+@click.option("--start", default=None, help="First date YYYY-MM-DD (default: pipeline.yml backtest.start).")
+@click.option("--end", default=None, help="Last date (default: end of data).")
+@click.option("--model", "model_ref", default=None,
+              help="Veto model: a bundle file (.joblib) or a stored version such as ES_v2.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, out_dir: Path) -> None:
+    """Run the production IbsStrategy: trades.csv, metrics.json and equity.png in --out."""
+    import json
+
+    from rooney_core.backtest.runner import run_backtest
+    from rooney_core.data.lake import write_text_atomic
+    from rooney_core.reports import equity_curve
+    from rooney_core.strategy.models import load_veto_model
+
+    cfg = _cfg(ctx)
+    hourly, feats = _bars_and_features(cfg, data_dir, symbol)
+    model, model_name = load_veto_model(model_ref, cfg) if model_ref else (None, None)
+    start = start or cfg.pipeline.backtest.start
+    capital = cfg.pipeline.backtest.initial_capital
     t0 = time.perf_counter()
-    frame = REGISTRY.compute(instrument_inputs(cfg, symbol, own.hourly, pair_hourly), names)
-    _say(f"{symbol}: {len(frame)} rows x {len(names)} features in {time.perf_counter() - t0:.2f} s")
-    click.echo(str(write_parquet_atomic(frame, out)))
+    result = run_backtest(hourly, feats, cfg.instrument(symbol), cfg.strategy, capital=capital, model=model,
+                          start=start, end=end, model_name=model_name)
+    _say(f"{symbol}: {len(result.trades)} trades over {result.bars} bars in {time.perf_counter() - t0:.1f} s "
+         f"({result.model_used})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trades = result.trades[TRADE_CSV_COLUMNS]
+    write_text_atomic(trades.to_csv(index=False), out_dir / "trades.csv")
+    metrics = {"symbol": symbol, "start": start, "end": end, "model": result.model_used,
+               **{k: (None if isinstance(v, float) and v != v else v) for k, v in result.metrics.items()}}
+    write_text_atomic(json.dumps(metrics, indent=2), out_dir / "metrics.json")
+    (out_dir / "equity.png").write_bytes(equity_curve(f"{symbol} {start} .. {end or 'end'}", result.equity, capital))
+    for k in ("trades", "net_pnl", "sharpe", "sortino", "max_drawdown_usd", "win_rate", "profit_factor"):
+        click.echo(f"{k:>18}: {result.metrics[k]:,.4g}" if isinstance(result.metrics[k], float)
+                   else f"{k:>18}: {result.metrics[k]}")
+    click.echo(str(out_dir / "trades.csv"))
+
+
+@cli.command("candidates")
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--symbol", required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def candidates(ctx, data_dir: Path, symbol: str, out: Path) -> None:
+    """Write the training set: every base trade (veto off) with its features and label."""
+    from rooney_core.data.lake import write_parquet_atomic
+    from rooney_core.training.candidates import extract_candidates
+
+    cfg = _cfg(ctx)
+    hourly, feats = _bars_and_features(cfg, data_dir, symbol)
+    t0 = time.perf_counter()
+    cands = extract_candidates(hourly, feats, cfg.instrument(symbol), cfg.strategy)
+    _say(f"{symbol}: {len(cands)} candidate trades (win rate {cands['win'].mean():.1%}) "
+         f"in {time.perf_counter() - t0:.1f} s")
+    click.echo(str(write_parquet_atomic(cands, out)))
 
 
 def main() -> None:

@@ -48,3 +48,21 @@ def ibs_rsi_over_price(symbol: str, month: str, hourly: pd.DataFrame, features: 
     axes[2].set_xticklabels([bars.index[i].strftime("%m-%d %H:%M") for i in ticks], fontsize=8)
     axes[2].set_xlabel("bar start (exchange time)")
     return _png(fig)
+
+
+def equity_curve(title: str, equity: pd.Series, capital: float, benchmark: pd.Series | None = None,
+                 benchmark_label: str = "all candidates") -> bytes:
+    """Daily equity (and drawdown beneath it); optionally a second curve to compare."""
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    axes[0].plot(equity.index, equity.to_numpy(), lw=1.0, color="tab:blue", label="strategy")
+    if benchmark is not None:
+        axes[0].plot(benchmark.index, benchmark.to_numpy(), lw=0.9, color="grey", label=benchmark_label)
+        axes[0].legend(loc="upper left", fontsize=8)
+    axes[0].axhline(capital, color="black", lw=0.5, ls=":")
+    axes[0].set_title(title)
+    axes[0].set_ylabel("equity $")
+    peak = equity.cummax().clip(lower=capital)
+    axes[1].fill_between(equity.index, (equity - peak).to_numpy(), 0, color="tab:red", alpha=0.5)
+    axes[1].set_ylabel("drawdown $")
+    axes[1].set_xlabel("trading date")
+    return _png(fig)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
 
-STAGES = ("bars_job", "features_job")
+STAGES = ("bars_job", "features_job", "trades_job")
 # Dagster's console logger prints every engine event at DEBUG; the demo shows INFO and up
 # (every event is still stored in the instance for the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -108,19 +108,31 @@ def _print_summary(results: dict[str, dict[str, object]], say: Callable[[str], N
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="Rooney demo: data and features")
-    for col in ("instrument", "hourly bars", "range", "features", "validation month", "features agree"):
+    t = Table(title="Rooney demo")
+    for col in ("instrument", "hourly bars", "range", "features", "validation", "candidates (win rate)",
+                "backtest (model)", "trades", "net P&L $", "Sharpe"):
         t.add_column(col)
     for sym, r in results.items():
         hb = r.get("hourly_bars", {}) or {}
         fe = r.get("features", {}) or {}
         fv = r.get("feature_validation", {}) or {}
+        ca = r.get("candidate_trades", {}) or {}
+        bt = r.get("instrument_backtest", {}) or {}
+        agree = r.get("check:features_agree:feature_validation")
         t.add_row(
             sym,
             str(hb.get("rows", "-")),
             f"{str(hb.get('first_bar', '-'))[:10]} .. {str(hb.get('last_bar', '-'))[:10]}",
             f"{fe.get('rows', '-')} x {fe.get('features', '-')}",
-            str(fv.get("month", "-")),
-            str(fv.get("summary", "-")),
+            f"{fv.get('month', '-')}: {'agree' if agree else 'DISAGREE' if agree is False else '-'}",
+            f"{ca.get('trades', '-')} ({_fmt(ca.get('win_rate'), '.1%')})",
+            f"{bt.get('period', '-')} ({bt.get('model', '-')})",
+            str(bt.get("trades", "-")),
+            _fmt(bt.get("net_pnl"), ",.0f"),
+            _fmt(bt.get("sharpe"), ".2f"),
         )
-    Console(stderr=True, width=160).print(t)
+    Console(stderr=True, width=200).print(t)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

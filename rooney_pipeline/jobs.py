@@ -16,4 +16,10 @@ features_job = dg.define_asset_job(
     description="Compute features and validate them (needs bars of the instrument and its pair).",
 )
 
-JOBS = [bars_job, features_job]
+trades_job = dg.define_asset_job(
+    "trades_job",
+    selection=dg.AssetSelection.assets("candidate_trades", "instrument_backtest", "trade_reconciliation"),
+    description="Extract candidate trades, backtest the production strategy and reconcile with references.",
+)
+
+JOBS = [bars_job, features_job, trades_job]

@@ -18,8 +18,10 @@ import pandas as pd
 from rooney_core.backtest.metrics import daily_equity, equity_by_bar, performance_metrics
 from rooney_core.config import Instrument, StrategyConfig
 from rooney_core.errors import RooneyError
+from rooney_core.strategy import rules as strategy_rules
 from rooney_core.strategy.feed import ArrayFeed
 from rooney_core.strategy.ibs_strategy import IbsStrategy, PrecomputedFeatures, VetoModel
+from rooney_core.strategy.models import BatchedVeto, RowVeto
 
 TRADE_COLUMNS = ["signal_time", "entry_time", "entry_price", "exit_signal_time", "exit_time", "exit_price",
                  "exit_reason", "contracts", "bars_held", "pnl_gross", "commission", "pnl_net", "probability",
@@ -60,6 +62,16 @@ def slice_period(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.
     return frame[mask]
 
 
+def possible_entries(features: pd.DataFrame, bars: pd.DataFrame, rules: StrategyConfig) -> np.ndarray:
+    """Bars whose close gives a base entry signal (before position and veto)."""
+    minutes = (bars.index.hour * 60 + bars.index.minute).to_numpy()
+    in_window = np.zeros(len(bars), dtype=bool)
+    for lo, hi in rules.entry.windows:
+        in_window |= (minutes >= lo.hour * 60 + lo.minute) & (minutes <= hi.hour * 60 + hi.minute)
+    ibs = features["ibs"].to_numpy(dtype=float)
+    return in_window & (ibs <= rules.entry.ibs_max + strategy_rules.IBS_EPS)
+
+
 def run_backtest(
     hourly: pd.DataFrame,
     features: pd.DataFrame,
@@ -81,6 +93,10 @@ def run_backtest(
         raise RooneyError(f"{instrument.symbol}: features are not aligned with the bars "
                           f"({len(feats)} feature rows vs {len(bars)} bars); recompute the features")
     source = PrecomputedFeatures(feats)
+    if model is not None and hasattr(model, "estimator") and not isinstance(model, RowVeto):
+        # a bundle: predict every possible entry bar in one call (same numbers as per row)
+        possible = possible_entries(feats, bars, rules)
+        model = BatchedVeto(model.estimator, model.feature_names, model.threshold, feats, possible)
 
     cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, quicknotify=True)
     cerebro.adddata(ArrayFeed(frame=bars), name=instrument.symbol)

@@ -62,7 +62,7 @@ def write_text_atomic(text: str, target: Path) -> Path:
 class Lake:
     """Paths of the datasets the pipeline stores, by instrument."""
 
-    DATASETS = ("raw", "hourly", "daily", "features")
+    DATASETS = ("raw", "hourly", "daily", "features", "candidates", "backtest_trades", "backtest_equity")
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)

@@ -55,12 +55,12 @@ class PrecomputedFeatures:
 
 
 class VetoModel(Protocol):
-    """What the strategy needs from a veto model (the bundle implements it)."""
+    """What the strategy needs from a veto model (see ``models.py`` for the adapters)."""
 
     feature_names: list[str]
     threshold: float
 
-    def predict_proba_row(self, values: np.ndarray) -> float: ...
+    def probability(self, i: int, values: np.ndarray) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class VetoDecision:
 
 
 def veto_decision(model: VetoModel | None, source_names: list[str], row: np.ndarray,
-                  veto_enabled: bool, when_no_model: str) -> VetoDecision:
+                  veto_enabled: bool, when_no_model: str, i: int = -1) -> VetoDecision:
     """Ask the model (if any) whether to take a base entry. Missing or warming-up features
     veto the entry with the reason, never become zeros (parity rule 6)."""
     if not veto_enabled:
@@ -85,7 +85,7 @@ def veto_decision(model: VetoModel | None, source_names: list[str], row: np.ndar
     missing = [n for n, v in zip(model.feature_names, values, strict=True) if v != v]
     if missing:
         return VetoDecision(False, None, f"missing or warming-up features: {', '.join(missing)}")
-    p = float(model.predict_proba_row(values))
+    p = float(model.probability(i, values))
     if p >= model.threshold:
         return VetoDecision(True, p, f"P(win) {p:.3f} >= threshold {model.threshold:.3f}")
     return VetoDecision(False, p, f"P(win) {p:.3f} < threshold {model.threshold:.3f}")
@@ -134,7 +134,8 @@ class IbsStrategy(bt.Strategy):
             return
         i = self._i()
         if order.status == order.Completed:
-            price = order.executed.price
+            # fills happen on the tick grid; Backtrader's open + slippage is float arithmetic
+            price = round(order.executed.price, self.inst.price_decimals)
             if order.isbuy():
                 self.position_state = rules.Position(price, int(order.executed.size), bars_held=0)
                 self.entry.update(entry_time=self.src.timestamp(i), entry_price=price)
@@ -150,8 +151,8 @@ class IbsStrategy(bt.Strategy):
     def _close_trade(self, i: int, price: float) -> None:
         e = self.entry
         contracts = self.position_state.contracts
-        gross = (price - e["entry_price"]) * contracts * self.inst.point_value
-        commission = 2.0 * self.inst.commission_per_side * contracts
+        gross = round((price - e["entry_price"]) * contracts * self.inst.point_value, 2)  # $ to the cent
+        commission = round(2.0 * self.inst.commission_per_side * contracts, 2)
         self.trades.append({
             **e,
             "exit_time": self.src.timestamp(i),
@@ -161,7 +162,7 @@ class IbsStrategy(bt.Strategy):
             "bars_held": self.position_state.bars_held,
             "pnl_gross": gross,
             "commission": commission,
-            "pnl_net": gross - commission,
+            "pnl_net": round(gross - commission, 2),
         })
         self._log(i, "exit_fill", self.pending_exit_reason, price=price)
         self.position_state = None
@@ -188,7 +189,7 @@ class IbsStrategy(bt.Strategy):
         if not rules.entry_signal(ibs, bar_start, self.cfg):
             return
         decision = veto_decision(self.p.model, self.src.names, row, self.p.veto_enabled,
-                                 self.cfg.veto.when_no_model)
+                                 self.cfg.veto.when_no_model, i)
         if not decision.allowed:
             self._log(i, "veto", decision.reason, probability=decision.probability)
             return

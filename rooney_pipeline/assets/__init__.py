@@ -1,7 +1,9 @@
-"""Assets by stage: bars (data gate and session bars), features, validation."""
+"""Assets by stage: bars (data gate and session bars), features, validation, trades."""
 
 from rooney_pipeline.assets.bars import raw_bars, session_bars
 from rooney_pipeline.assets.features import features
+from rooney_pipeline.assets.trades import candidate_trades, instrument_backtest, trade_reconciliation
 from rooney_pipeline.assets.validation import feature_validation
 
-ASSETS = [raw_bars, session_bars, features, feature_validation]
+ASSETS = [raw_bars, session_bars, features, feature_validation, candidate_trades, instrument_backtest,
+          trade_reconciliation]

@@ -145,7 +145,7 @@ class FixedModel:
     def __init__(self, p: float, names=("ibs", "rsi2"), threshold: float = 0.5):
         self.p, self.feature_names, self.threshold = p, list(names), threshold
 
-    def predict_proba_row(self, values: np.ndarray) -> float:
+    def probability(self, i: int, values: np.ndarray) -> float:
         return self.p
 
 
@@ -242,3 +242,24 @@ def test_ibs_thresholds_tolerate_decimal_tick_grids():
     # e.g. CL 71.23 - 71.03 is 0.20000000000000284 in binary; on paper the IBS is exactly 0.2
     assert rules.entry_signal(0.2 + 1e-12, time(9), RULES)
     assert not rules.entry_signal(0.2 + 1e-6, time(9), RULES)
+
+
+def test_batched_and_per_row_veto_give_identical_decisions(sample_hourly):
+    from types import SimpleNamespace
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    from rooney_core.strategy.models import RowVeto
+
+    f = _full_features(sample_hourly)
+    cands = extract_candidates(sample_hourly, f, ES, RULES)
+    names = ["ibs", "rsi2", "ret3", "volume_pctl252", "hour"]
+    train = cands.dropna(subset=names)
+    est = RandomForestClassifier(n_estimators=25, min_samples_leaf=5, random_state=0)
+    est.fit(train[names].to_numpy(), train["win"].to_numpy())
+    bundle = SimpleNamespace(estimator=est, feature_names=names, threshold=0.5)
+    batched = run_backtest(sample_hourly, f, ES, RULES, model=bundle)
+    per_row = run_backtest(sample_hourly, f, ES, RULES, model=RowVeto(est, names, 0.5))
+    pd.testing.assert_frame_equal(batched.decisions, per_row.decisions)
+    pd.testing.assert_frame_equal(batched.trades, per_row.trades)
+    assert 0 < batched.veto_rate < 1

@@ -76,6 +76,27 @@ def test_bars_and_features_commands(data_dir, tmp_path):
     assert list(feats.columns) == REGISTRY.names() and feats.index.equals(hourly.index)
 
 
+def test_backtest_and_candidates_commands(data_dir, tmp_path):
+    import json
+
+    res = CliRunner().invoke(cli, ["backtest", "--data-dir", str(data_dir), "--symbol", "ES", "--start", "2024-02-01",
+                                   "--out", str(tmp_path / "bt")], obj={})
+    assert res.exit_code == 0, res.output
+    trades = pd.read_csv(tmp_path / "bt" / "trades.csv")
+    assert list(trades.columns[:7]) == ["entry_time", "exit_time", "entry_price", "exit_price", "exit_reason",
+                                        "contracts", "pnl_net"]
+    assert len(trades) > 10 and (pd.to_datetime(trades["entry_time"]) >= "2024-02-01").all()
+    metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
+    assert metrics["trades"] == len(trades) and metrics["net_pnl"] == pytest.approx(trades["pnl_net"].sum())
+    assert (tmp_path / "bt" / "equity.png").stat().st_size > 1000
+    out = tmp_path / "cands.parquet"
+    res = CliRunner().invoke(cli, ["candidates", "--data-dir", str(data_dir), "--symbol", "ES", "--out", str(out)],
+                             obj={})
+    assert res.exit_code == 0, res.output
+    cands = pd.read_parquet(out)
+    assert len(cands) > len(trades) and "win" in cands and set(REGISTRY.names()) <= set(cands.columns)
+
+
 @pytest.mark.slow
 def test_dagster_cli_materialises_features_for_a_partition(data_dir, tmp_path):
     """`dagster asset materialize ... --partition ES` against a user's directory; the bars

@@ -41,6 +41,10 @@ def _assets():
     return ASSETS
 
 
+def run_config(**ops):
+    return {"ops": {name: {"config": cfg} for name, cfg in ops.items()}}
+
+
 def run(selection, partition: str, data_dir: Path, lake_dir: Path, run_config=None, instance=None):
     return dg.materialize(
         _assets(),
@@ -174,3 +178,56 @@ def test_rooney_core_never_imports_dagster():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('dagster', 'rooney_pipeline')]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_trades_assets_candidates_backtest_and_reconciliation(sample_dirs, materialised, tmp_path):
+    main, _ = sample_dirs
+    lake_dir, _ = materialised
+    res = run(["candidate_trades", "instrument_backtest", "trade_reconciliation"], "ES", main, lake_dir,
+              run_config=run_config(instrument_backtest={"start": "2023-09-01"}))
+    assert res.success
+    mats = {e.asset_key.to_user_string(): e.materialization.metadata for e in res.get_asset_materialization_events()}
+    assert mats["candidate_trades"]["trades"].value > 50
+    bt_meta = mats["instrument_backtest"]
+    assert bt_meta["model"].value.startswith("unfiltered") and bt_meta["trades"].value > 10
+    assert bt_meta["equity_curve"].value.startswith("![")
+    assert mats["trade_reconciliation"]["status"].value == "not run"
+    lake = Lake(lake_dir)
+    cands = lake.read("candidates", "ES")
+    assert set(REGISTRY.names()) <= set(cands.columns) and (cands["win"] == (cands["pnl_net"] > 0)).all()
+
+    # a faithful reference export reconciles; a planted one-tick difference does not
+    trades = lake.read("backtest_trades", "ES")
+    ref_dir = tmp_path / "refs"
+    ref_dir.mkdir()
+    ref = trades[["entry_time", "exit_time", "entry_price", "exit_price", "pnl_net"]].rename(columns={"pnl_net": "pnl"})
+    ref.to_csv(ref_dir / "ES_trades.csv", index=False)
+    resource_dirs = {"data_dir": str(main), "lake_dir": str(lake_dir)}
+    cfg_dir = _config_with(tmp_path, f"reference_dir: {ref_dir}")
+    good = _run_reconciliation(cfg_dir, resource_dirs)
+    [ev] = good.get_asset_check_evaluations()
+    assert ev.passed, ev.description
+    ref.loc[3, "exit_price"] += 0.25
+    ref.to_csv(ref_dir / "ES_trades.csv", index=False)
+    [ev] = _run_reconciliation(cfg_dir, resource_dirs).get_asset_check_evaluations()
+    assert not ev.passed and "tick" in ev.description
+
+
+def _config_with(tmp_path, reference_line: str) -> Path:
+    import shutil
+
+    from rooney_core.config import DEFAULT_CONFIG_DIR
+
+    cfg_dir = tmp_path / "configs"
+    shutil.copytree(DEFAULT_CONFIG_DIR, cfg_dir)
+    p = cfg_dir / "pipeline.yml"
+    p.write_text(p.read_text().replace("  reference_dir: null", "  " + reference_line))
+    return cfg_dir
+
+
+def _run_reconciliation(cfg_dir: Path, dirs: dict):
+    return dg.materialize(
+        ASSETS, selection=["trade_reconciliation"], partition_key="ES",
+        resources={"rooney": RooneyResource(config_dir=str(cfg_dir), **dirs)},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+    )
