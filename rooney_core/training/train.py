@@ -1,0 +1,122 @@
+"""Train one instrument's veto model end to end: holdout split, purged walk-forward tuning,
+final refit on the whole training period, holdout evaluation, the bundle and its report data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from rooney_core.errors import RooneyError
+from rooney_core.features import REGISTRY, REGISTRY_VERSION
+from rooney_core.sessions import SessionCalendar
+from rooney_core.training.config import TrainingConfig, training_features
+from rooney_core.training.evaluation import evaluate_holdout
+from rooney_core.training.splits import split_holdout, walk_forward_folds
+from rooney_core.training.tuning import (
+    TradeSet,
+    choose_threshold,
+    create_study,
+    make_forest,
+    make_objective,
+    oob_probability,
+    run_trials,
+    study_storage,
+)
+
+
+class TrainingError(RooneyError):
+    pass
+
+
+@dataclass
+class TrainingResult:
+    symbol: str
+    estimator: object
+    feature_names: list[str]
+    threshold: float
+    best_params: dict
+    metrics: dict
+    study: optuna.Study
+    holdout: pd.DataFrame  # holdout candidates with the model's probability and selection
+    curves: pd.DataFrame  # cumulative daily P&L on the holdout, selected vs all
+    data_hash: str
+    schema_hash: str
+    config: dict
+    folds: list = field(default_factory=list)
+
+
+def data_hash(cands: pd.DataFrame) -> str:
+    """sha256 of the candidate rows (values and order): the data a model was trained on."""
+    h = hashlib.sha256(pd.util.hash_pandas_object(cands, index=False).to_numpy().tobytes())
+    h.update(",".join(cands.columns).encode())
+    return h.hexdigest()
+
+
+def usable_rows(cands: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """Candidates with every training feature present (warm-up rows are vetoed live, so
+    they are not training samples either: no silent fill)."""
+    ok = cands[features].notna().all(axis=1)
+    return cands[ok].sort_values("signal_time").reset_index(drop=True)
+
+
+def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, calendar: SessionCalendar,
+                     journal_path: Path, progress: Callable[[str], None] | None = None,
+                     study_name: str | None = None, pruning: bool = True) -> TrainingResult:
+    say = progress or (lambda _m: None)
+    features = training_features(tcfg, REGISTRY.names())
+    rows = usable_rows(cands, features)
+    train_df, hold_df, hold_start = split_holdout(rows, tcfg.holdout_years)
+    if len(train_df) < tcfg.min_trades_per_fold * (tcfg.folds + 1) or len(hold_df) == 0:
+        raise TrainingError(f"{symbol}: too few candidate trades to train ({len(train_df)} in training, "
+                            f"{len(hold_df)} in holdout from {hold_start.date()})")
+    folds = walk_forward_folds(train_df, tcfg.folds, tcfg.embargo_days)
+    data = TradeSet.from_frame(train_df, features, calendar)
+    say(f"{symbol}: {len(train_df)} training trades before {hold_start.date()}, {len(hold_df)} in the holdout; "
+        f"{len(folds)} folds, {tcfg.trials} trials, {len(features)} features")
+
+    dhash = data_hash(rows[["signal_time", "exit_time", "pnl_net", "win", *features]])
+    name = study_name or f"{symbol}-{tcfg.hash()}-{dhash[:12]}"
+    study = create_study(tcfg, study_storage(tcfg, journal_path), name, pruning=pruning)
+    run_trials(study, make_objective(data, folds, tcfg), tcfg.trials, tcfg.n_jobs, say)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        raise TrainingError(f"{symbol}: no trial completed in study {name}")
+    best = study.best_trial
+    params = {k: best.params[k] for k in ("n_estimators", "max_depth", "min_samples_leaf", "max_features",
+                                          "max_samples", "class_weight")}
+
+    forest = make_forest(params, tcfg.seed).fit(data.x, data.win)
+    threshold, train_score = choose_threshold(oob_probability(forest), data, tcfg.threshold_grid,
+                                              tcfg.min_trades_per_fold)
+    hold = TradeSet.from_frame(hold_df, features, calendar)
+    p = forest.predict_proba(hold.x)[:, 1]
+    metrics, curves = evaluate_holdout(p, hold.win, hold.pnl, hold.exit_day, threshold,
+                                       [t.value for t in completed])
+    metrics.update({
+        "cv_objective": float(best.value), "trials_completed": len(completed),
+        "trials_pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        "train_trades": len(train_df), "holdout_start": str(hold_start.date()),
+        "train_threshold_sharpe": float(train_score),
+        "purged_per_fold": [f.purged for f in folds],
+    })
+    sel = metrics["selected"]
+    say(f"{symbol}: holdout Sharpe selected {sel['sharpe']:.2f} vs all {metrics['all']['sharpe']:.2f}, "
+        f"AUC {metrics['auc']:.3f}, deflated Sharpe {metrics['deflated_sharpe']:.2f}")
+    holdout = hold_df.assign(probability=p, selected=p >= threshold)
+    return TrainingResult(symbol, forest, features, float(threshold), params, metrics, study, holdout, curves,
+                          dhash, REGISTRY.schema_hash(features), tcfg.model_dump(mode="json"), folds)
+
+
+def registry_version() -> str:
+    return REGISTRY_VERSION
+
+
+def feature_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    return frame[names].to_numpy(dtype=float)

@@ -1,0 +1,165 @@
+"""Walk-forward Optuna tuning of the Random Forest veto model.
+
+Objective (STRATEGY.md): the annualised Sharpe of the daily net P&L of the trades the model
+*selects*, averaged over the folds. Inside each fold the threshold is chosen on the
+training rows only, from the forest's out-of-bag probabilities (each tree votes only on the
+rows it did not see), so the test fold's labels never touch the threshold. A fold whose
+selection holds fewer than ``min_trades_per_fold`` trades scores the penalty. After each
+fold the running mean is reported, so the pruner can stop hopeless trials early.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+
+from rooney_core.backtest.metrics import sharpe
+from rooney_core.training.config import SearchSpace, TrainingConfig
+from rooney_core.training.splits import Fold
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", space.n_estimators.low, space.n_estimators.high,
+                                          step=space.n_estimators.step),
+        "max_depth": trial.suggest_categorical("max_depth", space.max_depth),
+        "min_samples_leaf": trial.suggest_categorical("min_samples_leaf", space.min_samples_leaf),
+        "max_features": trial.suggest_categorical("max_features", space.max_features),
+        "max_samples": trial.suggest_float("max_samples", space.max_samples.low, space.max_samples.high),
+        "class_weight": trial.suggest_categorical("class_weight", space.class_weight),
+    }
+
+
+def make_forest(params: dict, seed: int, n_jobs: int = 1) -> RandomForestClassifier:
+    return RandomForestClassifier(bootstrap=True, oob_score=True, random_state=seed, n_jobs=n_jobs, **params)
+
+
+@dataclass(frozen=True)
+class TradeSet:
+    """Rows of candidate trades as arrays: features, label, net P&L and exit trading day."""
+
+    x: np.ndarray
+    win: np.ndarray
+    pnl: np.ndarray
+    exit_day: np.ndarray  # datetime64[D] of the exit fill's trading date
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, features: list[str], calendar) -> TradeSet:
+        exits = df["exit_time"].to_numpy(dtype="datetime64[ns]")
+        return cls(df[features].to_numpy(dtype=float), df["win"].to_numpy(dtype=bool),
+                   df["pnl_net"].to_numpy(dtype=float), calendar.trading_date(exits))
+
+    def take(self, idx: np.ndarray) -> TradeSet:
+        return TradeSet(self.x[idx], self.win[idx], self.pnl[idx], self.exit_day[idx])
+
+
+def selected_sharpe(pnl: np.ndarray, exit_day: np.ndarray, selected: np.ndarray, days: np.ndarray) -> float:
+    """Annualised Sharpe of the daily P&L of the selected trades over every trading day of
+    the window (days without a selected exit count as 0)."""
+    daily = pd.Series(pnl[selected]).groupby(exit_day[selected]).sum()
+    series = daily.reindex(pd.DatetimeIndex(days.astype("datetime64[ns]")), fill_value=0.0)
+    return sharpe(series.to_numpy())
+
+
+def window_days(exit_day: np.ndarray) -> np.ndarray:
+    """Business days spanned by the exits of a window (the denominator of daily Sharpe)."""
+    if len(exit_day) == 0:
+        return np.empty(0, dtype="datetime64[D]")
+    return pd.bdate_range(exit_day.min(), exit_day.max()).values.astype("datetime64[D]")
+
+
+def choose_threshold(p: np.ndarray, rows: TradeSet, grid: list[float], min_trades: int) -> tuple[float, float]:
+    """The grid threshold whose selection has the best daily Sharpe (with enough trades)."""
+    days = window_days(rows.exit_day)
+    best = (grid[0], -np.inf)
+    for thr in grid:
+        sel = p >= thr
+        if sel.sum() < min_trades:
+            continue
+        s = selected_sharpe(rows.pnl, rows.exit_day, sel, days)
+        if s == s and s > best[1]:
+            best = (thr, s)
+    return best
+
+
+def oob_probability(forest: RandomForestClassifier) -> np.ndarray:
+    oob = forest.oob_decision_function_[:, 1]
+    return np.nan_to_num(oob, nan=0.0)  # a row no tree left out of its sample: never selected
+
+
+def fold_score(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig) -> tuple[float, float]:
+    """(test-fold Sharpe of the selected trades, the threshold chosen on the training rows)."""
+    train, test = data.take(fold.train), data.take(fold.test)
+    forest = make_forest(params, tcfg.seed).fit(train.x, train.win)
+    thr, _ = choose_threshold(oob_probability(forest), train, tcfg.threshold_grid, tcfg.min_trades_per_fold)
+    sel = forest.predict_proba(test.x)[:, 1] >= thr
+    if sel.sum() < tcfg.min_trades_per_fold:
+        return tcfg.min_trades_penalty, thr
+    s = selected_sharpe(test.pnl, test.exit_day, sel, window_days(test.exit_day))
+    return (s if s == s else tcfg.min_trades_penalty), thr
+
+
+def make_objective(data: TradeSet, folds: list[Fold], tcfg: TrainingConfig) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, tcfg.search_space)
+        scores = []
+        for fold in folds:
+            score, thr = fold_score(params, data, fold, tcfg)
+            scores.append(score)
+            trial.set_user_attr(f"fold{fold.index}_threshold", thr)
+            trial.report(float(np.mean(scores)), fold.index)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        trial.set_user_attr("fold_scores", scores)
+        return float(np.mean(scores))
+
+    return objective
+
+
+def study_storage(tcfg: TrainingConfig, journal_path: Path) -> optuna.storages.BaseStorage | str:
+    """An RDB URL from config (a cluster), else a journal file several processes can share."""
+    if tcfg.storage:
+        return tcfg.storage
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(journal_path)))
+
+
+def create_study(tcfg: TrainingConfig, storage, study_name: str, pruning: bool = True) -> optuna.Study:
+    sampler = optuna.samplers.TPESampler(seed=tcfg.seed, n_startup_trials=min(10, max(2, tcfg.trials // 3)))
+    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    if pruning and tcfg.pruner.kind == "median":
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=tcfg.pruner.n_startup_trials,
+                                             n_warmup_steps=tcfg.pruner.n_warmup_steps)
+    return optuna.create_study(storage=storage, study_name=study_name, direction="maximize", sampler=sampler,
+                               pruner=pruner, load_if_exists=True)
+
+
+def run_trials(study: optuna.Study, objective, n_trials: int, n_jobs: int = 1,
+               progress: Callable[[str], None] | None = None) -> optuna.Study:
+    """Run trials until the study holds ``n_trials`` finished ones (so a resumed or shared
+    study does not overshoot), logging each as it ends."""
+    done = sum(t.state.is_finished() for t in study.trials)
+    remaining = max(0, n_trials - done)
+
+    def report(st: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if progress:
+            value = f"{trial.value:.3f}" if trial.value is not None else trial.state.name.lower()
+            best = f"{st.best_value:.3f}" if any(t.value is not None for t in st.trials) else "-"
+            progress(f"trial {trial.number + 1}/{n_trials}: {value} (best {best})")
+
+    if remaining:
+        study.optimize(objective, n_trials=remaining, n_jobs=n_jobs, callbacks=[report])
+    return study
