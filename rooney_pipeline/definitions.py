@@ -18,6 +18,7 @@ defs = dg.Definitions(
             config_dir=os.environ.get("ROONEY_CONFIG_DIR"),
             data_dir=os.environ.get("ROONEY_DATA_DIR"),
             lake_dir=os.environ.get("ROONEY_LAKE_DIR"),
+            model_store=os.environ.get("ROONEY_MODEL_STORE"),
         )
     },
     # Partition runs are small; in-process avoids ~2-3 s of process start per step.

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
 
-STAGES = ("bars_job", "features_job", "trades_job")
+# (job, partitioned?) in order; the demo trains with configs/training/demo.yml layered on top
+STAGES = (("bars_job", True), ("features_job", True), ("candidates_job", True), ("train_job", True),
+          ("promote_job", False), ("backtest_job", True))
+TRAIN_DEMO = {"ops": {"veto_model": {"config": {"profile": "demo"}}}}
 # Dagster's console logger prints every engine event at DEBUG; the demo shows INFO and up
 # (every event is still stored in the instance for the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -82,25 +85,33 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
     say(f"Dagster instance: {home} (open the UI with: uv run dagster dev)")
     ok = True
     results: dict[str, dict[str, object]] = {s: {} for s in symbols}
-    for stage in STAGES:
+    for stage, partitioned in STAGES:
         job = defs.resolve_job_def(stage)
-        for sym in symbols:
+        run_config = {**QUIET, **(TRAIN_DEMO if stage == "train_job" else {})}
+        for sym in symbols if partitioned else ["all"]:
             t0 = time.perf_counter()
-            res = job.execute_in_process(partition_key=sym, instance=instance, raise_on_error=False,
-                                         run_config=QUIET)
+            res = job.execute_in_process(partition_key=sym if partitioned else None, instance=instance,
+                                         raise_on_error=False, run_config=run_config)
             took = time.perf_counter() - t0
             status = "ok" if res.success else "FAILED"
             say(f"{stage} [{sym}] {status} in {took:.1f} s (run {res.run_id[:8]})")
             ok &= res.success
             for ev in res.get_asset_materialization_events():
                 mat = ev.materialization
-                results[sym][mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+                results.setdefault(sym, {})[mat.asset_key.to_user_string()] = {
+                    k: v.value for k, v in mat.metadata.items()}
             for ev in res.get_asset_check_evaluations():
-                results[sym][f"check:{ev.check_name}:{ev.asset_key.to_user_string()}"] = ev.passed
+                results.setdefault(sym, {})[f"check:{ev.check_name}:{ev.asset_key.to_user_string()}"] = ev.passed
             if not res.success:
                 for ev in res.get_step_failure_events():
                     say(f"  {ev.step_key}: {ev.event_specific_data.error.message.strip()[:2000]}")
-    _print_summary(results, say)
+    _print_summary({s: r for s, r in results.items() if s != "all"}, say)
+    manifest = (results.get("all", {}).get("promoted_manifest") or {}).get("production") or {}
+    for sym in symbols:
+        if not manifest.get(sym):
+            ok = False
+            say(f"no production model for {sym} in the manifest")
+    say(f"manifest: {manifest}")
     return ok
 
 
@@ -109,8 +120,8 @@ def _print_summary(results: dict[str, dict[str, object]], say: Callable[[str], N
     from rich.table import Table
 
     t = Table(title="Rooney demo")
-    for col in ("instrument", "hourly bars", "range", "features", "validation", "candidates (win rate)",
-                "backtest (model)", "trades", "net P&L $", "Sharpe"):
+    for col in ("instrument", "hourly bars", "features", "validation", "candidates (win rate)", "model",
+                "holdout Sharpe sel/all", "DSR", "backtest (model)", "trades", "net P&L $", "Sharpe"):
         t.add_column(col)
     for sym, r in results.items():
         hb = r.get("hourly_bars", {}) or {}
@@ -118,15 +129,18 @@ def _print_summary(results: dict[str, dict[str, object]], say: Callable[[str], N
         fv = r.get("feature_validation", {}) or {}
         ca = r.get("candidate_trades", {}) or {}
         bt = r.get("instrument_backtest", {}) or {}
+        vm = r.get("veto_model", {}) or {}
         agree = r.get("check:features_agree:feature_validation")
         t.add_row(
             sym,
-            str(hb.get("rows", "-")),
-            f"{str(hb.get('first_bar', '-'))[:10]} .. {str(hb.get('last_bar', '-'))[:10]}",
-            f"{fe.get('rows', '-')} x {fe.get('features', '-')}",
+            f"{hb.get('rows', '-')} ({str(hb.get('first_bar', '-'))[:4]}-{str(hb.get('last_bar', '-'))[:4]})",
+            f"{fe.get('features', '-')}",
             f"{fv.get('month', '-')}: {'agree' if agree else 'DISAGREE' if agree is False else '-'}",
             f"{ca.get('trades', '-')} ({_fmt(ca.get('win_rate'), '.1%')})",
-            f"{bt.get('period', '-')} ({bt.get('model', '-')})",
+            str(vm.get("version", "-")),
+            f"{_fmt(vm.get('holdout_sharpe_selected'), '.2f')} / {_fmt(vm.get('holdout_sharpe_all'), '.2f')}",
+            _fmt(vm.get("deflated_sharpe"), ".2f"),
+            f"{str(bt.get('period', '-'))[:10]}.. ({bt.get('model', '-')})",
             str(bt.get("trades", "-")),
             _fmt(bt.get("net_pnl"), ",.0f"),
             _fmt(bt.get("sharpe"), ".2f"),

@@ -16,10 +16,28 @@ features_job = dg.define_asset_job(
     description="Compute features and validate them (needs bars of the instrument and its pair).",
 )
 
-trades_job = dg.define_asset_job(
-    "trades_job",
-    selection=dg.AssetSelection.assets("candidate_trades", "instrument_backtest", "trade_reconciliation"),
-    description="Extract candidate trades, backtest the production strategy and reconcile with references.",
+candidates_job = dg.define_asset_job(
+    "candidates_job",
+    selection=dg.AssetSelection.assets("candidate_trades"),
+    description="Extract every base trade of the production strategy with the veto off (the training set).",
 )
 
-JOBS = [bars_job, features_job, trades_job]
+backtest_job = dg.define_asset_job(
+    "backtest_job",
+    selection=dg.AssetSelection.assets("instrument_backtest", "trade_reconciliation"),
+    description="Backtest the production strategy with the production model and reconcile with references.",
+)
+
+train_job = dg.define_asset_job(
+    "train_job",
+    selection=dg.AssetSelection.assets("veto_model"),
+    description="Tune and train the instrument's veto model; adds a version to the model store.",
+)
+
+promote_job = dg.define_asset_job(
+    "promote_job",
+    selection=dg.AssetSelection.assets("promoted_manifest"),
+    description="Promote each instrument's newest version whose gates passed.",
+)
+
+JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, backtest_job]

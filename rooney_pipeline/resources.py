@@ -6,8 +6,9 @@ from functools import cached_property
 
 import dagster as dg
 
-from rooney_core.config import RooneyConfig, load_config
+from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
 from rooney_core.data.lake import Lake
+from rooney_core.model import ModelStore, default_store_root
 
 
 class RooneyResource(dg.ConfigurableResource):
@@ -20,6 +21,7 @@ class RooneyResource(dg.ConfigurableResource):
     config_dir: str | None = None
     data_dir: str | None = None
     lake_dir: str | None = None
+    model_store: str | None = None
 
     @cached_property
     def cfg(self) -> RooneyConfig:
@@ -28,6 +30,14 @@ class RooneyResource(dg.ConfigurableResource):
     @property
     def data_path(self):
         return self.cfg.resolve_path(self.data_dir) if self.data_dir else self.cfg.data_dir
+
+    @property
+    def store(self) -> ModelStore:
+        """The versioned model store: this resource's ``model_store``, else
+        $ROONEY_MODEL_STORE, else dagster_home/storage/models."""
+        if self.model_store:
+            return ModelStore(self.cfg.resolve_path(self.model_store))
+        return ModelStore(default_store_root(REPO_ROOT))
 
     @property
     def lake(self) -> Lake:

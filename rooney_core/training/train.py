@@ -120,3 +120,48 @@ def registry_version() -> str:
 
 def feature_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     return frame[names].to_numpy(dtype=float)
+
+
+def make_bundle(result: TrainingResult, gates: dict | None = None) -> "VetoBundle":  # noqa: UP037
+    """The immutable bundle of a training result (metrics include the gate results)."""
+    from rooney_core.model import VetoBundle
+
+    metrics = {**_jsonable(result.metrics), "gates": gates or {}}
+    return VetoBundle(symbol=result.symbol, estimator=result.estimator, feature_names=result.feature_names,
+                      threshold=result.threshold, registry_version=REGISTRY_VERSION,
+                      feature_schema_hash=result.schema_hash, data_hash=result.data_hash,
+                      config={**result.config, "best_params": result.best_params}, metrics=metrics)
+
+
+def model_gates(result: TrainingResult, min_selected: int) -> dict[str, dict]:
+    """The checks a new version must pass to be promoted (non-degenerate predictions, finite
+    holdout metrics, enough selected trades). Recorded in the bundle, shown in Dagster."""
+    p = result.holdout["probability"].to_numpy()
+    m = result.metrics
+    finite_keys = ["auc", "brier", "precision", "deflated_sharpe"]
+    finite = [k for k in finite_keys if not np.isfinite(m[k])]
+    finite += [f"selected.{k}" for k in ("sharpe", "sortino", "net_pnl") if not np.isfinite(m["selected"][k])]
+    spread = float(np.std(p))
+    return {
+        "prediction_distribution": {"passed": bool(spread > 0.01 and 0 < m["selection_rate"] < 1),
+                                    "detail": f"std of holdout P(win) {spread:.4f}; selects "
+                                              f"{m['selection_rate']:.1%} of candidates"},
+        "holdout_metrics_finite": {"passed": not finite,
+                                   "detail": "all finite" if not finite else f"not finite: {', '.join(finite)}"},
+        "enough_trades": {"passed": m["selected"]["trades"] >= min_selected,
+                          "detail": f"{m['selected']['trades']} selected holdout trades (minimum {min_selected})"},
+    }
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        return None if not np.isfinite(obj) else float(obj)
+    return obj

@@ -56,15 +56,19 @@ class BacktestConfig(dg.Config):
 
 
 def production_model(rooney: RooneyResource, symbol: str):
-    """The instrument's production veto model, or None. The versioned model store and its
-    manifest arrive with the training pipeline; until then there is none."""
-    return None, "unfiltered: no production model"
+    """The instrument's production veto model (sha256 verified against the manifest), or
+    None with a note saying the backtest trades unfiltered."""
+    found = rooney.store.load_production(symbol)
+    if found is None:
+        return None, "unfiltered: no production model"
+    name, bundle = found
+    return bundle, f"{name} (production)"
 
 
 @dg.asset(
     partitions_def=instrument_partitions,
     group_name="trades",
-    deps=["features", "hourly_bars"],
+    deps=["features", "hourly_bars", "promoted_manifest"],
     kinds={"backtrader", "parquet"},
     description="The production IbsStrategy (with the instrument's production model when one exists) "
     "over the backtest period: trades, daily equity, metrics.",

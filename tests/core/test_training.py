@@ -112,3 +112,17 @@ def test_training_config_overrides_and_typos(tmp_path):
     (cdir / "training" / "ES.yml").write_text("folds: 1\n")
     with pytest.raises(ConfigError, match="key 'folds'"):
         load_training_config(cdir, "ES")
+
+
+def test_same_data_config_and_seed_give_the_same_bundle_content_hash(edge_candidates, tcfg, tmp_path):
+    from rooney_core.training.train import make_bundle, model_gates
+
+    small = tcfg.model_copy(update={"trials": 3})
+    a = train_veto_model(edge_candidates, "ES", small, GLOBEX, tmp_path / "a.journal")
+    b = train_veto_model(edge_candidates, "ES", small, GLOBEX, tmp_path / "b.journal")
+    ba, bb = make_bundle(a, model_gates(a, 30)), make_bundle(b, model_gates(b, 30))
+    assert ba.content_hash() == bb.content_hash()
+    assert a.metrics == b.metrics
+    other = train_veto_model(edge_candidates, "ES", small.model_copy(update={"seed": 7}), GLOBEX,
+                             tmp_path / "c.journal")
+    assert make_bundle(other).content_hash() != ba.content_hash()

@@ -1,0 +1,110 @@
+"""Per-instrument veto models (each materialisation adds an immutable version to the store)
+and the promoted manifest (the newest version of each instrument whose gates passed)."""
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from rooney_core.training.config import load_training_config
+from rooney_core.training.report import build_report
+from rooney_core.training.train import make_bundle, model_gates, train_veto_model
+from rooney_pipeline.metadata import png, table
+from rooney_pipeline.partitions import instrument_partitions
+from rooney_pipeline.resources import RooneyResource
+
+GATES = ("prediction_distribution", "holdout_metrics_finite", "enough_trades")
+
+
+class TrainConfig(dg.Config):
+    profile: str | None = None
+    """Extra training config layered on top (configs/training/<profile>.yml), e.g. "demo"."""
+    trials: int | None = None
+    """Override the number of Optuna trials."""
+
+
+@dg.asset(
+    partitions_def=instrument_partitions,
+    group_name="models",
+    deps=["candidate_trades"],
+    kinds={"sklearn", "optuna"},
+    description="Walk-forward, Optuna-tuned Random Forest veto model; each run stores a new immutable "
+    "version <SYMBOL>_v<N> with its report in the model store.",
+    check_specs=[dg.AssetCheckSpec(g, asset="veto_model") for g in GATES],
+)
+def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: RooneyResource):
+    cfg = rooney.cfg
+    symbol = context.partition_key
+    tcfg = load_training_config(cfg.config_dir, symbol, config.profile)
+    if config.trials:
+        tcfg = tcfg.model_copy(update={"trials": config.trials})
+    cands = rooney.lake.read("candidates", symbol)
+    store = rooney.store
+    result = train_veto_model(cands, symbol, tcfg, cfg.instrument(symbol).calendar,
+                              store.root / "studies" / f"{symbol}.journal", progress=context.log.info)
+    gates = model_gates(result, tcfg.min_trades_per_fold)
+    bundle = make_bundle(result, gates)
+    plots, tables, doc = build_report(result, f"{symbol} veto model {bundle.content_hash()[:12]}")
+    extra = {"report.html": doc.encode(), **{f"{k}.png": v for k, v in plots.items()},
+             "holdout.parquet": _parquet(result.holdout)}
+    name = store.add_version(bundle, extra_files=extra)
+    context.log.info(f"{symbol}: stored {name}")
+    m = result.metrics
+    vdir = store.version_dir(name)
+    yield dg.MaterializeResult(
+        metadata={
+            "version": name,
+            "holdout_sharpe_selected": m["selected"]["sharpe"],
+            "holdout_sharpe_all": m["all"]["sharpe"],
+            "deflated_sharpe": m["deflated_sharpe"],
+            "edge_significant": m["edge_significant"],
+            "auc": m["auc"],
+            "threshold": result.threshold,
+            "holdout_performance": table(tables["holdout_performance"]),
+            "scores": table(tables["scores"].astype(str)),
+            "feature_importance": table(tables["feature_importance"], max_rows=40),
+            "best_params": dg.MetadataValue.json(json.loads(json.dumps(result.best_params, default=str))),
+            "holdout_equity": png(plots["holdout_equity"], title="holdout equity"),
+            "feature_importance_plot": png(plots["feature_importance"], title="importance"),
+            "optimisation": png(plots["optimisation"], title="optimisation"),
+            "calibration": png(plots["calibration"], title="calibration"),
+            "report": dg.MetadataValue.path(str(vdir / "report.html")),
+            "content_hash": bundle.content_hash(),
+        }
+    )
+    for gate in GATES:
+        g = gates[gate]
+        yield dg.AssetCheckResult(check_name=gate, passed=g["passed"], description=g["detail"],
+                                  metadata={"version": name})
+
+
+def _parquet(df: pd.DataFrame) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+@dg.asset(
+    group_name="models",
+    deps=["veto_model"],
+    kinds={"json"},
+    description="manifest.json: for each instrument, the newest stored version whose gates passed is "
+    "promoted to production; the rest are kept. Every change is in the store's audit log.",
+)
+def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.MaterializeResult:
+    from rooney_core.model.promotion import promote_newest_passing
+
+    store = rooney.store
+    changes = promote_newest_passing(store, rooney.cfg.symbols, by=f"dagster run {context.run_id[:8]}")
+    rows = pd.DataFrame(changes).set_index("instrument") if changes else pd.DataFrame()
+    for c in changes:
+        context.log.info(f"{c['instrument']}: {c['action']} ({c['production']})")
+    return dg.MaterializeResult(
+        metadata={
+            "manifest": dg.MetadataValue.path(str(store.root / "manifest.json")),
+            "instruments": table(rows) if len(rows) else "none",
+            "production": dg.MetadataValue.json({s: store.production(s) for s in rooney.cfg.symbols}),
+        }
+    )
