@@ -15,6 +15,7 @@ import pandas as pd
 
 from rooney_core.errors import RooneyError
 from rooney_core.features import REGISTRY, REGISTRY_VERSION
+from rooney_core.model import VetoBundle
 from rooney_core.sessions import SessionCalendar
 from rooney_core.training.config import TrainingConfig, training_features
 from rooney_core.training.evaluation import evaluate_holdout
@@ -122,10 +123,8 @@ def feature_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     return frame[names].to_numpy(dtype=float)
 
 
-def make_bundle(result: TrainingResult, gates: dict | None = None) -> "VetoBundle":  # noqa: UP037
+def make_bundle(result: TrainingResult, gates: dict | None = None) -> VetoBundle:
     """The immutable bundle of a training result (metrics include the gate results)."""
-    from rooney_core.model import VetoBundle
-
     metrics = {**_jsonable(result.metrics), "gates": gates or {}}
     return VetoBundle(symbol=result.symbol, estimator=result.estimator, feature_names=result.feature_names,
                       threshold=result.threshold, registry_version=REGISTRY_VERSION,
