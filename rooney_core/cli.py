@@ -264,6 +264,137 @@ def candidates(ctx, data_dir: Path, symbol: str, out: Path) -> None:
     click.echo(str(write_parquet_atomic(cands, out)))
 
 
+def _store(cfg):
+    from rooney_core.model import ModelStore, default_store_root
+
+    return ModelStore(default_store_root(cfg.config_dir.parent))
+
+
+@cli.command("train")
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--symbol", required=True)
+@click.option("--trials", type=int, default=None, help="Optuna trials (default: configs/training).")
+@click.option("--profile", default=None, help="Extra training config layer, e.g. 'demo' (configs/training/demo.yml).")
+@click.option("--promote", is_flag=True, help="Promote the new version if its gates pass.")
+@click.pass_context
+def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | None, promote: bool) -> None:
+    """Tune and train a veto model; add it to the model store and print its version name."""
+    import getpass
+
+    from rooney_core.training.candidates import extract_candidates
+    from rooney_core.training.config import load_training_config
+    from rooney_core.training.report import build_report
+    from rooney_core.training.train import make_bundle, model_gates, train_veto_model
+
+    cfg = _cfg(ctx)
+    tcfg = load_training_config(cfg.config_dir, symbol, profile)  # validated before any work
+    if trials:
+        tcfg = tcfg.model_copy(update={"trials": trials})
+    hourly, feats = _bars_and_features(cfg, data_dir, symbol)
+    cands = extract_candidates(hourly, feats, cfg.instrument(symbol), cfg.strategy)
+    _say(f"{symbol}: {len(cands)} candidate trades")
+    store = _store(cfg)
+    result = train_veto_model(cands, symbol, tcfg, cfg.instrument(symbol).calendar,
+                              store.root / "studies" / f"{symbol}.journal", progress=_say)
+    gates = model_gates(result, tcfg.min_trades_per_fold)
+    bundle = make_bundle(result, gates)
+    plots, _, doc = build_report(result, f"{symbol} veto model {bundle.content_hash()[:12]}")
+    name = store.add_version(bundle, extra_files={"report.html": doc.encode(),
+                                                  **{f"{k}.png": v for k, v in plots.items()}})
+    failed = [g for g, v in gates.items() if not v["passed"]]
+    _say(f"{name}: report {store.version_dir(name) / 'report.html'}; gates "
+         + ("passed" if not failed else f"FAILED: {', '.join(failed)}"))
+    if promote and not failed:
+        store.promote(name, by=f"{getpass.getuser()} (rooney train)", reason="trained and gates passed")
+        _say(f"{name} promoted to production")
+    click.echo(name)
+
+
+@cli.group("models")
+def models() -> None:
+    """Inspect and manage the versioned model store."""
+
+
+@models.command("list")
+@click.option("--symbol", default=None)
+@click.pass_context
+def models_list(ctx, symbol: str | None) -> None:
+    """Stored versions with their holdout figures; * marks production."""
+    store = _store(_cfg(ctx))
+    rows = store.list_versions(symbol)
+    if not rows:
+        click.echo("no stored versions")
+        return
+    click.echo(f"{'version':<10} {'prod':<5} {'trained (UTC)':<20} {'trades':>6} {'Sharpe sel':>10} "
+               f"{'Sharpe all':>10} {'AUC':>6} {'DSR':>6}  gates")
+    for m in rows:
+        met = m.get("metrics", {})
+        prod = "*" if store.production(m["symbol"]) == m["version"] else ""
+        gates = met.get("gates", {})
+        g = "passed" if gates and all(v["passed"] for v in gates.values()) else "FAILED" if gates else "-"
+        sel = met.get("selected", {})
+
+        def f(x):
+            return f"{x:.2f}" if isinstance(x, int | float) else "-"
+
+        click.echo(f"{m['version']:<10} {prod:<5} {str(m.get('trained_at', ''))[:19]:<20} {sel.get('trades', '-'):>6} "
+                   f"{f(sel.get('sharpe')):>10} {f(met.get('all', {}).get('sharpe')):>10} {f(met.get('auc')):>6} "
+                   f"{f(met.get('deflated_sharpe')):>6}  {g}")
+
+
+@models.command("show")
+@click.argument("version")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole metadata as JSON.")
+@click.pass_context
+def models_show(ctx, version: str, as_json: bool) -> None:
+    """Metadata and metrics of one stored version (e.g. ES_v2)."""
+    import json
+
+    store = _store(_cfg(ctx))
+    meta = store.load_metadata(version)
+    if as_json:
+        click.echo(json.dumps(meta, indent=2, default=str))
+        return
+    met = meta.get("metrics", {})
+    click.echo(f"{version}: {meta['symbol']} veto model, trained {meta.get('trained_at')}, "
+               f"code {meta.get('code_version')}")
+    click.echo(f"  production: {store.production(meta['symbol']) == version}; sha256 {meta.get('sha256')}")
+    click.echo(f"  features ({len(meta['feature_names'])}): {', '.join(meta['feature_names'])}")
+    click.echo(f"  threshold {meta['threshold']}; params {meta.get('config', {}).get('best_params')}")
+    for side in ("selected", "all"):
+        s = met.get(side, {})
+        click.echo(f"  holdout {side:>8}: trades {s.get('trades')}, net ${s.get('net_pnl')}, Sharpe {s.get('sharpe')}, "
+                   f"Sortino {s.get('sortino')}, max DD ${s.get('max_drawdown_usd')}")
+    for k in ("auc", "brier", "precision", "deflated_sharpe", "edge_significant", "holdout_start"):
+        click.echo(f"  {k}: {met.get(k)}")
+    for g, v in met.get("gates", {}).items():
+        click.echo(f"  gate {g}: {'passed' if v['passed'] else 'FAILED'} ({v['detail']})")
+
+
+@models.command("promote")
+@click.argument("version")
+@click.option("--reason", default="manual promotion")
+@click.pass_context
+def models_promote(ctx, version: str, reason: str) -> None:
+    """Put a stored version into production (recorded in the audit log)."""
+    import getpass
+
+    entry = _store(_cfg(ctx)).promote(version, by=getpass.getuser(), reason=reason)
+    click.echo(f"{version} in production (previous: {entry.get('previous')})")
+
+
+@models.command("rollback")
+@click.argument("symbol")
+@click.option("--reason", default="manual rollback")
+@click.pass_context
+def models_rollback(ctx, symbol: str, reason: str) -> None:
+    """Put the instrument's previous production version back."""
+    import getpass
+
+    entry = _store(_cfg(ctx)).rollback(symbol, by=getpass.getuser(), reason=reason)
+    click.echo(f"{symbol}: {entry['version']} in production")
+
+
 def main() -> None:
     cli(obj={})
 

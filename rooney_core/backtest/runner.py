@@ -100,7 +100,9 @@ def run_backtest(
 
     cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, quicknotify=True)
     cerebro.adddata(ArrayFeed(frame=bars), name=instrument.symbol)
-    cerebro.broker.setcash(capital)
+    # The broker's cash never limits research trades (a losing stretch must not silence the
+    # strategy through margin calls); equity is computed from the trades with `capital`.
+    cerebro.broker.setcash(1e12)
     cerebro.broker.setcommission(
         commission=instrument.commission_per_side,
         commtype=bt.CommInfoBase.COMM_FIXED,
@@ -133,4 +135,8 @@ def run_backtest(
     result = BacktestResult(instrument.symbol, trades, decisions, eq_daily, metrics, used, open_position,
                             bars=len(bars))
     result.metrics["veto_rate"] = result.veto_rate
+    failed = decisions[decisions["event"] == "order_failed"]
+    if len(failed):
+        raise RooneyError(f"{instrument.symbol}: {len(failed)} order(s) failed in the broker "
+                          f"(first at {failed['time'].iloc[0]}: {failed['reason'].iloc[0]})")
     return result

@@ -49,11 +49,16 @@ class BatchedVeto(RowVeto):
 
 
 def load_veto_model(ref: str, cfg=None):
-    """Returns (model, name) for ``ref``: a joblib bundle file exposing ``estimator``,
-    ``feature_names`` and ``threshold``."""
+    """Returns (model, name) for ``ref``: a stored version name (ES_v2, sha256 verified) or
+    a joblib bundle file exposing ``estimator``, ``feature_names`` and ``threshold``."""
     path = Path(ref)
+    if not path.is_file() and cfg is not None:
+        from rooney_core.model import ModelStore, default_store_root
+
+        store = ModelStore(default_store_root(cfg.config_dir.parent))
+        return store.load(ref), ref
     if not path.is_file():
-        raise RooneyError(f"model {ref!r}: no such bundle file")
+        raise RooneyError(f"model {ref!r}: no such bundle file or stored version")
     bundle = joblib.load(path)
     for attr in ("estimator", "feature_names", "threshold"):
         if not hasattr(bundle, attr):
