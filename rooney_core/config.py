@@ -264,7 +264,21 @@ class ReconciliationSection(Strict):
         return v
 
 
+class DaskSection(Strict):
+    address: str | None = None  # an existing scheduler (tcp://host:8786); null = a LocalCluster
+    n_workers: int = Field(default=2, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+
+
+class ExecutionSection(Strict):
+    # in_process: one process per run (fast for small runs); multiprocess: a process per step;
+    # dask: steps on a Dask cluster (dagster-dask). $ROONEY_EXECUTOR overrides.
+    executor: Literal["in_process", "multiprocess", "dask"] = "in_process"
+    dask: DaskSection = DaskSection()
+
+
 class PipelineConfig(Strict):
+    execution: ExecutionSection = ExecutionSection()
     data: DataSection
     lake_dir: str
     reports_dir: str

@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from rooney_pipeline.assets import ASSETS
+from rooney_pipeline.executors import configured_executor
 from rooney_pipeline.jobs import JOBS
 from rooney_pipeline.resources import RooneyResource
 
@@ -22,6 +23,6 @@ defs = dg.Definitions(
         )
     },
     # Partition runs are small; in-process avoids ~2-3 s of process start per step.
-    # Parallelism comes from running partitions as concurrent runs (or the Dask executor).
-    executor=dg.in_process_executor,
+    # Parallelism comes from concurrent partition runs, or the Dask executor when configured.
+    executor=configured_executor(),
 )
