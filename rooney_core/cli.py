@@ -265,9 +265,9 @@ def candidates(ctx, data_dir: Path, symbol: str, out: Path) -> None:
 
 
 def _store(cfg):
-    from rooney_core.model import ModelStore, default_store_root
+    from rooney_core.model import ModelStore
 
-    return ModelStore(default_store_root(cfg.config_dir.parent))
+    return ModelStore(cfg.model_store_dir)
 
 
 @cli.command("train")

@@ -282,6 +282,7 @@ class PipelineConfig(Strict):
     data: DataSection
     lake_dir: str
     reports_dir: str
+    model_store: str | None = None  # null: $ROONEY_MODEL_STORE, else dagster_home/storage/models
     sample_data: SampleDataSection
     feature_validation: FeatureValidationSection = FeatureValidationSection()
     backtest: BacktestSection = BacktestSection()
@@ -350,6 +351,16 @@ class RooneyConfig(Strict):
     @property
     def lake_dir(self) -> Path:
         return self.resolve_path(os.environ.get("ROONEY_LAKE_DIR") or self.pipeline.lake_dir)
+
+    @property
+    def model_store_dir(self) -> Path:
+        """$ROONEY_MODEL_STORE, else pipeline.yml model_store, else dagster_home/storage/models."""
+        env = os.environ.get("ROONEY_MODEL_STORE")
+        if env:
+            return self.resolve_path(env)
+        if self.pipeline.model_store:
+            return self.resolve_path(self.pipeline.model_store)
+        return self.resolve_path("dagster_home/storage/models")
 
     @property
     def reports_dir(self) -> Path:

@@ -6,9 +6,9 @@ from functools import cached_property
 
 import dagster as dg
 
-from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
+from rooney_core.config import RooneyConfig, load_config
 from rooney_core.data.lake import Lake
-from rooney_core.model import ModelStore, default_store_root
+from rooney_core.model import ModelStore
 
 
 class RooneyResource(dg.ConfigurableResource):
@@ -37,7 +37,7 @@ class RooneyResource(dg.ConfigurableResource):
         $ROONEY_MODEL_STORE, else dagster_home/storage/models."""
         if self.model_store:
             return ModelStore(self.cfg.resolve_path(self.model_store))
-        return ModelStore(default_store_root(REPO_ROOT))
+        return ModelStore(self.cfg.model_store_dir)
 
     @property
     def lake(self) -> Lake:

@@ -53,9 +53,9 @@ def load_veto_model(ref: str, cfg=None):
     a joblib bundle file exposing ``estimator``, ``feature_names`` and ``threshold``."""
     path = Path(ref)
     if not path.is_file() and cfg is not None:
-        from rooney_core.model import ModelStore, default_store_root
+        from rooney_core.model import ModelStore
 
-        store = ModelStore(default_store_root(cfg.config_dir.parent))
+        store = ModelStore(cfg.model_store_dir)
         return store.load(ref), ref
     if not path.is_file():
         raise RooneyError(f"model {ref!r}: no such bundle file or stored version")

@@ -73,6 +73,11 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cal
     say = progress or (lambda _m: None)
     features = training_features(tcfg, REGISTRY.names())
     rows = usable_rows(cands, features)
+    if len(rows) == 0:
+        longest = max(features, key=lambda n: REGISTRY[n].warmup.bars(23))
+        raise TrainingError(f"{symbol}: none of {len(cands)} candidates has every training feature; the "
+                            f"data may be shorter than the warm-up (e.g. {longest}: "
+                            f"{REGISTRY[longest].warmup.bars(23)} hourly bars)")
     train_df, hold_df, hold_start = split_holdout(rows, tcfg.holdout_years)
     if len(train_df) < tcfg.min_trades_per_fold * (tcfg.folds + 1) or len(hold_df) == 0:
         raise TrainingError(f"{symbol}: too few candidate trades to train ({len(train_df)} in training, "
@@ -85,7 +90,7 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cal
     dhash = data_hash(rows[["signal_time", "exit_time", "pnl_net", "win", *features]])
     name = study_name or f"{symbol}-{tcfg.hash()}-{dhash[:12]}"
     study = create_study(tcfg, study_storage(tcfg, journal_path), name, pruning=pruning)
-    run_trials(study, make_objective(data, folds, tcfg), tcfg.trials, tcfg.n_jobs, say)
+    run_trials(study, make_objective(data, folds, tcfg), tcfg.trials, say)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise TrainingError(f"{symbol}: no trial completed in study {name}")
@@ -93,7 +98,7 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cal
     params = {k: best.params[k] for k in ("n_estimators", "max_depth", "min_samples_leaf", "max_features",
                                           "max_samples", "class_weight")}
 
-    forest = make_forest(params, tcfg.seed).fit(data.x, data.win)
+    forest = make_forest(params, tcfg.seed, tcfg.n_jobs).fit(data.x, data.win)
     threshold, train_score = choose_threshold(oob_probability(forest), data, tcfg.threshold_grid,
                                               tcfg.min_trades_per_fold)
     hold = TradeSet.from_frame(hold_df, features, calendar)

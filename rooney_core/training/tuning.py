@@ -100,7 +100,7 @@ def oob_probability(forest: RandomForestClassifier) -> np.ndarray:
 def fold_score(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig) -> tuple[float, float]:
     """(test-fold Sharpe of the selected trades, the threshold chosen on the training rows)."""
     train, test = data.take(fold.train), data.take(fold.test)
-    forest = make_forest(params, tcfg.seed).fit(train.x, train.win)
+    forest = make_forest(params, tcfg.seed, tcfg.n_jobs).fit(train.x, train.win)
     thr, _ = choose_threshold(oob_probability(forest), train, tcfg.threshold_grid, tcfg.min_trades_per_fold)
     sel = forest.predict_proba(test.x)[:, 1] >= thr
     if sel.sum() < tcfg.min_trades_per_fold:
@@ -147,7 +147,7 @@ def create_study(tcfg: TrainingConfig, storage, study_name: str, pruning: bool =
                                pruner=pruner, load_if_exists=True)
 
 
-def run_trials(study: optuna.Study, objective, n_trials: int, n_jobs: int = 1,
+def run_trials(study: optuna.Study, objective, n_trials: int,
                progress: Callable[[str], None] | None = None) -> optuna.Study:
     """Run trials until the study holds ``n_trials`` finished ones (so a resumed or shared
     study does not overshoot), logging each as it ends."""
@@ -161,5 +161,7 @@ def run_trials(study: optuna.Study, objective, n_trials: int, n_jobs: int = 1,
             progress(f"trial {trial.number + 1}/{n_trials}: {value} (best {best})")
 
     if remaining:
-        study.optimize(objective, n_trials=remaining, n_jobs=n_jobs, callbacks=[report])
+        # trials run one after another (a seeded TPE stays reproducible); parallelism is inside
+        # each forest (n_jobs cores, same trees) and across processes sharing the study
+        study.optimize(objective, n_trials=remaining, callbacks=[report])
     return study

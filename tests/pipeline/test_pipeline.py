@@ -231,3 +231,51 @@ def _run_reconciliation(cfg_dir: Path, dirs: dict):
         resources={"rooney": RooneyResource(config_dir=str(cfg_dir), **dirs)},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
     )
+
+
+def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tmp_path):
+    """Each veto_model run adds an immutable version with its gates and report;
+    promoted_manifest puts the newest passing version in production and keeps the rest."""
+    from rooney_core.model import ModelStore
+
+    main, _ = sample_dirs
+    lake_dir, _ = materialised
+    store_dir = tmp_path / "models"
+    res = RooneyResource(data_dir=str(main), lake_dir=str(lake_dir), model_store=str(store_dir))
+    inst = dg.DagsterInstance.ephemeral()
+    r = dg.materialize(ASSETS, selection=["candidate_trades"], partition_key="ES", resources={"rooney": res},
+                       instance=inst)
+    assert r.success
+    # 8 months of data: a tiny training config (holdout 2 months, 2 folds)
+    cfg_dir = tmp_path / "configs"
+    import shutil
+
+    from rooney_core.config import DEFAULT_CONFIG_DIR
+
+    shutil.copytree(DEFAULT_CONFIG_DIR, cfg_dir)
+    (cfg_dir / "training" / "tiny.yml").write_text(
+        "trials: 2\nfolds: 2\nholdout_years: 0.2\nmin_trades_per_fold: 5\n"
+        "features: [ibs, ibs_prev, rsi2, rsi14, ret1, ret3, atr14_pct, volume_pctl252, close_z20, hour]\n"
+        "search_space:\n  n_estimators: {low: 20, high: 40, step: 20}\n  max_depth: [3]\n"
+        "  min_samples_leaf: [10]\n  max_features: [sqrt]\n  max_samples: {low: 0.6, high: 0.7}\n"
+        "  class_weight: [null]\n")
+    res = RooneyResource(config_dir=str(cfg_dir), data_dir=str(main), lake_dir=str(lake_dir),
+                         model_store=str(store_dir))
+    names = []
+    for _ in range(2):
+        r = dg.materialize(ASSETS, selection=["veto_model"], partition_key="ES", resources={"rooney": res},
+                           instance=inst, run_config=run_config(veto_model={"profile": "tiny"}))
+        assert r.success
+        [mat] = [e.materialization for e in r.get_asset_materialization_events()]
+        names.append(mat.metadata["version"].value)
+        assert {e.check_name for e in r.get_asset_check_evaluations()} == {
+            "prediction_distribution", "holdout_metrics_finite", "enough_trades"}
+    assert names == ["ES_v1", "ES_v2"]
+    store = ModelStore(store_dir)
+    assert (store.version_dir("ES_v2") / "report.html").read_text().startswith("<!doctype html>")
+    r = dg.materialize(ASSETS, selection=["promoted_manifest"], resources={"rooney": res}, instance=inst)
+    assert r.success
+    passing = [v["version"] for v in store.list_versions("ES")
+               if all(g["passed"] for g in v["metrics"]["gates"].values())]
+    assert store.production("ES") == (passing[-1] if passing else None)
+    assert {v["version"] for v in store.list_versions("ES")} == {"ES_v1", "ES_v2"}  # the rest are kept
