@@ -134,7 +134,14 @@ def make_bundle(result: TrainingResult, gates: dict | None = None) -> VetoBundle
     return VetoBundle(symbol=result.symbol, estimator=result.estimator, feature_names=result.feature_names,
                       threshold=result.threshold, registry_version=REGISTRY_VERSION,
                       feature_schema_hash=result.schema_hash, data_hash=result.data_hash,
-                      config={**result.config, "best_params": result.best_params}, metrics=metrics)
+                      config={**result.config, "config_hash": _config_hash(result.config),
+                              "best_params": result.best_params}, metrics=metrics)
+
+
+def _config_hash(config: dict) -> str:
+    import json
+
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def model_gates(result: TrainingResult, min_selected: int) -> dict[str, dict]:
