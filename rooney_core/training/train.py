@@ -24,7 +24,7 @@ from rooney_core.training.tuning import (
     TradeSet,
     choose_threshold,
     create_study,
-    make_forest,
+    fit_forest,
     make_objective,
     oob_probability,
     run_trials,
@@ -98,7 +98,7 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cal
     params = {k: best.params[k] for k in ("n_estimators", "max_depth", "min_samples_leaf", "max_features",
                                           "max_samples", "class_weight")}
 
-    forest = make_forest(params, tcfg.seed, tcfg.n_jobs).fit(data.x, data.win)
+    forest = fit_forest(params, tcfg.seed, tcfg.n_jobs, data.x, data.win)
     threshold, train_score = choose_threshold(oob_probability(forest), data, tcfg.threshold_grid,
                                               tcfg.min_trades_per_fold)
     hold = TradeSet.from_frame(hold_df, features, calendar)

@@ -44,6 +44,14 @@ def make_forest(params: dict, seed: int, n_jobs: int = 1) -> RandomForestClassif
     return RandomForestClassifier(bootstrap=True, oob_score=True, random_state=seed, n_jobs=n_jobs, **params)
 
 
+def fit_forest(params: dict, seed: int, n_jobs: int, x: np.ndarray, y: np.ndarray) -> RandomForestClassifier:
+    """Fit on ``n_jobs`` cores (the trees do not depend on it), then predict on one: threads
+    add the trees' probabilities in a racy order, which changes the last bit (R3)."""
+    forest = make_forest(params, seed, n_jobs).fit(x, y)
+    forest.n_jobs = 1
+    return forest
+
+
 @dataclass(frozen=True)
 class TradeSet:
     """Rows of candidate trades as arrays: features, label, net P&L and exit trading day."""
@@ -100,7 +108,7 @@ def oob_probability(forest: RandomForestClassifier) -> np.ndarray:
 def fold_score(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig) -> tuple[float, float]:
     """(test-fold Sharpe of the selected trades, the threshold chosen on the training rows)."""
     train, test = data.take(fold.train), data.take(fold.test)
-    forest = make_forest(params, tcfg.seed, tcfg.n_jobs).fit(train.x, train.win)
+    forest = fit_forest(params, tcfg.seed, tcfg.n_jobs, train.x, train.win)
     thr, _ = choose_threshold(oob_probability(forest), train, tcfg.threshold_grid, tcfg.min_trades_per_fold)
     sel = forest.predict_proba(test.x)[:, 1] >= thr
     if sel.sum() < tcfg.min_trades_per_fold:
