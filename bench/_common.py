@@ -57,3 +57,24 @@ def print_table(title: str, rows: list[dict], ours: str, target: str = "") -> No
         print(f"{r['name']:<36}{r['runs']:>5}{r['median_s']:>10.3f}"
               f"{r['min_s']:>8.3f}-{r['max_s']:<7.3f}{r['peak_rss_mb']:>13.0f}"
               f"{r['median_s'] / mine['median_s']:>8.2f}x")
+
+
+def sample_bars_and_features(symbol: str, date_range: str):
+    """(cfg, instrument, hourly bars, features) of ``symbol`` (+ its pair) from cached sample
+    data for ``START:END``, generated on first use."""
+    from rooney_core.config import load_config
+    from rooney_core.data import load_session_bars
+    from rooney_core.data.sample import load_sample_market, write_sample_data
+    from rooney_core.features import REGISTRY, instrument_inputs
+
+    cfg = load_config()
+    inst = cfg.instrument(symbol)
+    start, end = date_range.split(":")
+    out = OUT / f"features_{start}_{end}"
+    if not all((out / f"{s}_bt.csv").is_file() for s in (symbol, inst.pair)):
+        print("generating sample data ...", flush=True)
+        write_sample_data(out, [symbol, inst.pair], start, end, seed=1, edge=1.0, cfg=cfg,
+                          market=load_sample_market(cfg.config_dir), progress=print)
+    hourly = load_session_bars(out, inst).hourly
+    pair = load_session_bars(out, cfg.instrument(inst.pair)).hourly
+    return cfg, inst, hourly, pair, REGISTRY.compute(instrument_inputs(cfg, symbol, hourly, pair))

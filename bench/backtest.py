@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT  # noqa: E402
+from _common import sample_bars_and_features  # noqa: E402
 
 
 def main() -> None:
@@ -32,23 +32,12 @@ def main() -> None:
     from sklearn.ensemble import RandomForestClassifier
 
     from rooney_core.backtest.runner import run_backtest
-    from rooney_core.config import load_config
-    from rooney_core.data import load_session_bars
-    from rooney_core.data.sample import load_sample_market, write_sample_data
-    from rooney_core.features import REGISTRY, instrument_inputs
+    from rooney_core.features import REGISTRY
     from rooney_core.strategy.feed import ArrayFeed
     from rooney_core.training.candidates import extract_candidates
 
-    cfg = load_config()
-    inst = cfg.instrument(a.symbol)
+    cfg, inst, hourly, _, feats = sample_bars_and_features(a.symbol, a.range)
     start, end = a.range.split(":")
-    out = OUT / f"features_{start}_{end}"
-    if not all((out / f"{s}_bt.csv").is_file() for s in (a.symbol, inst.pair)):
-        write_sample_data(out, [a.symbol, inst.pair], start, end, seed=1, edge=1.0, cfg=cfg,
-                          market=load_sample_market(cfg.config_dir), progress=print)
-    hourly = load_session_bars(out, inst).hourly
-    pair = load_session_bars(out, cfg.instrument(inst.pair)).hourly
-    feats = REGISTRY.compute(instrument_inputs(cfg, a.symbol, hourly, pair))
     n = len(hourly)
 
     t0 = time.perf_counter()

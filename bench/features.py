@@ -13,7 +13,7 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT  # noqa: E402
+from _common import sample_bars_and_features  # noqa: E402
 
 
 def main() -> None:
@@ -22,21 +22,9 @@ def main() -> None:
     ap.add_argument("--symbol", default="ES")
     ap.add_argument("--range", default="2010-01-01:2024-12-31")
     a = ap.parse_args()
-    from rooney_core.config import load_config
-    from rooney_core.data import load_session_bars
-    from rooney_core.data.sample import load_sample_market, write_sample_data
     from rooney_core.features import REGISTRY, instrument_inputs
 
-    cfg = load_config()
-    inst = cfg.instrument(a.symbol)
-    start, end = a.range.split(":")
-    out = OUT / f"features_{start}_{end}"
-    if not all((out / f"{s}_bt.csv").is_file() for s in (a.symbol, inst.pair)):
-        print("generating sample data ...", flush=True)
-        write_sample_data(out, [a.symbol, inst.pair], start, end, seed=1, edge=1.0, cfg=cfg,
-                          market=load_sample_market(cfg.config_dir), progress=print)
-    own = load_session_bars(out, inst).hourly
-    pair = load_session_bars(out, cfg.instrument(inst.pair)).hourly
+    cfg, inst, own, pair, _ = sample_bars_and_features(a.symbol, a.range)
     print(f"input: {a.symbol} {len(own):,} hourly bars + {inst.pair} {len(pair):,}; "
           f"{len(REGISTRY)} features")
     times = []

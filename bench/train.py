@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT  # noqa: E402
+from _common import sample_bars_and_features  # noqa: E402
 
 
 def main() -> None:
@@ -30,26 +30,14 @@ def main() -> None:
 
     import optuna
 
-    from rooney_core.config import load_config
-    from rooney_core.data import load_session_bars
-    from rooney_core.data.sample import load_sample_market, write_sample_data
-    from rooney_core.features import REGISTRY, instrument_inputs
+    from rooney_core.features import REGISTRY
     from rooney_core.training.candidates import extract_candidates
     from rooney_core.training.config import load_training_config, training_features
     from rooney_core.training.splits import split_holdout, walk_forward_folds
     from rooney_core.training.train import usable_rows
     from rooney_core.training.tuning import TradeSet, create_study, make_objective, run_trials
 
-    cfg = load_config()
-    inst = cfg.instrument(a.symbol)
-    start, end = a.range.split(":")
-    out = OUT / f"features_{start}_{end}"
-    if not all((out / f"{s}_bt.csv").is_file() for s in (a.symbol, inst.pair)):
-        write_sample_data(out, [a.symbol, inst.pair], start, end, seed=1, edge=1.0, cfg=cfg,
-                          market=load_sample_market(cfg.config_dir), progress=print)
-    hourly = load_session_bars(out, inst).hourly
-    pair = load_session_bars(out, cfg.instrument(inst.pair)).hourly
-    feats = REGISTRY.compute(instrument_inputs(cfg, a.symbol, hourly, pair))
+    cfg, inst, hourly, _, feats = sample_bars_and_features(a.symbol, a.range)
     cands = extract_candidates(hourly, feats, inst, cfg.strategy)
     base = load_training_config(cfg.config_dir, a.symbol).model_copy(update={"trials": a.trials})
     names = training_features(base, REGISTRY.names())

@@ -41,6 +41,16 @@ def _parse_hhmm(value: Any) -> time:
     return time(int(m.group(1)), int(m.group(2)))
 
 
+def _check_duration(value: str) -> str:
+    import pandas as pd
+
+    try:
+        pd.Timedelta(value)
+    except ValueError as exc:
+        raise ValueError(f"not a duration: {value!r}") from exc
+    return value
+
+
 HHMM = Annotated[time, Field(description="exchange-local time 'HH:MM'")]
 
 
@@ -190,16 +200,7 @@ class FeaturesConfig(Strict):
     selection: Literal["all"] | list[str]
     pair_max_staleness: str = "2h"
 
-    @field_validator("pair_max_staleness")
-    @classmethod
-    def _td(cls, v: str) -> str:
-        import pandas as pd
-
-        try:
-            pd.Timedelta(v)
-        except ValueError as exc:
-            raise ValueError(f"not a duration: {v!r}") from exc
-        return v
+    _td = field_validator("pair_max_staleness")(_check_duration)
 
 
 # --- pipeline.yml ------------------------------------------------------------------------
@@ -252,16 +253,7 @@ class ReconciliationSection(Strict):
     price_tolerance_ticks: float = Field(default=0.5, ge=0)
     return_tolerance: float = Field(default=0.01, ge=0)   # relative difference of total P&L
 
-    @field_validator("time_tolerance")
-    @classmethod
-    def _td(cls, v: str) -> str:
-        import pandas as pd
-
-        try:
-            pd.Timedelta(v)
-        except ValueError as exc:
-            raise ValueError(f"not a duration: {v!r}") from exc
-        return v
+    _td = field_validator("time_tolerance")(_check_duration)
 
 
 class DaskSection(Strict):
