@@ -97,7 +97,7 @@ def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource)
     from rooney_core.model.promotion import promote_newest_passing
 
     store = rooney.store
-    changes = promote_newest_passing(store, rooney.cfg.symbols, by=f"dagster run {context.run_id[:8]}")
+    changes = promote_newest_passing(store, rooney.cfg.symbols, by=f"dagster run {context.run.run_id[:8]}")
     rows = pd.DataFrame(changes).set_index("instrument") if changes else pd.DataFrame()
     for c in changes:
         context.log.info(f"{c['instrument']}: {c['action']} ({c['production']})")
