@@ -120,14 +120,6 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cal
                           dhash, REGISTRY.schema_hash(features), tcfg.model_dump(mode="json"), folds)
 
 
-def registry_version() -> str:
-    return REGISTRY_VERSION
-
-
-def feature_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    return frame[names].to_numpy(dtype=float)
-
-
 def make_bundle(result: TrainingResult, gates: dict | None = None) -> VetoBundle:
     """The immutable bundle of a training result (metrics include the gate results)."""
     metrics = {**_jsonable(result.metrics), "gates": gates or {}}
