@@ -159,7 +159,6 @@ class InstrumentsConfig(Strict):
 
 class EntryRules(Strict):
     ibs_max: float = Field(ge=0, le=1)
-    ibs_flat_bar: float = Field(ge=0, le=1)
     windows: list[tuple[HHMM, HHMM]]
 
     @field_validator("windows", mode="before")

@@ -88,14 +88,16 @@ def sortino(daily_pnl: pd.Series | np.ndarray) -> float:
 
 
 def max_drawdown(equity: pd.Series | np.ndarray) -> tuple[float, float]:
-    """Largest peak-to-trough fall: ($, fraction of the peak)."""
+    """Largest peak-to-trough fall in $, and largest as a fraction of its peak."""
     e = np.asarray(equity, dtype=float)
     if len(e) == 0:
         return 0.0, 0.0
     peak = np.maximum.accumulate(e)
     dd = peak - e
-    i = int(np.argmax(dd))
-    return float(dd[i]), float(dd[i] / peak[i]) if peak[i] > 0 else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(peak > 0, dd / peak, np.nan)
+    # the largest fall in $ and the largest fall in % can happen at different times
+    return float(dd.max()), float(np.nanmax(frac)) if np.isfinite(frac).any() else float("nan")
 
 
 def trade_stats(trades: pd.DataFrame) -> dict:

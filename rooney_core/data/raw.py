@@ -45,6 +45,7 @@ MAX_EXAMPLES_PER_RULE = 10
 _TS_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _TS_ZONE_RE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?\s*(Z|[+-]\d{2}:?\d{2}|[A-Z]{3,4})$")
 _BLOCK = 16 << 20
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 BAR_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -208,6 +209,10 @@ def _arrow_types(names: list[str]) -> dict[str, pa.DataType]:
 
 
 def _parse_fast(source, names: list[str]) -> pa.Table:
+    return _read_csv(source, names)
+
+
+def _read_csv(source, names: list[str]) -> pa.Table:
     return pacsv.read_csv(
         source,
         read_options=pacsv.ReadOptions(block_size=_BLOCK, column_names=names, skip_rows=1),
@@ -216,6 +221,9 @@ def _parse_fast(source, names: list[str]) -> pa.Table:
             column_types=_arrow_types(names),
             include_columns=names[: len(COLUMNS)],
             null_values=[],  # an empty field is a problem to name, not a silent null
+            # exactly 'YYYY-MM-DD HH:MM:SS' (Arrow's default ISO parser would also take
+            # '2024-12-04' or '2024-12-03T23:58', the diagnostic path would not)
+            timestamp_parsers=[TIMESTAMP_FORMAT],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         ),
@@ -376,8 +384,8 @@ def _quick_check(table: pa.Table, calendar: SessionCalendar, repairs: Repairs) -
             return None
         if not ((h >= np.maximum(o, c)).all() and (lo <= np.minimum(o, c)).all()):
             return None
-        step = np.diff(ts, prepend=ts[0] - 60 if prev is None else prev)
-        if step.min() <= 0 or (ts % 60).any():
+        step = np.diff(ts) if prev is None else np.diff(ts, prepend=prev)
+        if (len(step) and step.min() <= 0) or (ts % 60).any():
             return None
         if not calendar.in_session(ts.view("datetime64[s]")).all():
             return None

@@ -21,16 +21,19 @@ EULER_GAMMA = 0.5772156649015329
 SIGNIFICANCE = 0.95
 
 
-def deflated_sharpe(daily_pnl: np.ndarray, trial_sharpes_annual: list[float]) -> tuple[float, float]:
-    """(DSR probability, the noise benchmark SR0 annualised) for a daily P&L series."""
+def deflated_sharpe(daily_pnl: np.ndarray, trial_sharpes_annual: list[float],
+                    n_trials: int | None = None) -> tuple[float, float]:
+    """(DSR probability, the noise benchmark SR0 annualised) for a daily P&L series.
+    ``trial_sharpes_annual`` give the spread of the trials' Sharpes; ``n_trials`` (default:
+    their count) is how many tries were made, pruned ones included."""
     x = np.asarray(daily_pnl, dtype=float)
     t = len(x)
     if t < 3 or np.std(x, ddof=1) == 0:
         return float("nan"), float("nan")
     sr = np.mean(x) / np.std(x, ddof=1)  # per day
     trials = np.asarray([s for s in trial_sharpes_annual if s == s], dtype=float) / math.sqrt(TRADING_DAYS)
-    n = len(trials)
-    if n > 1 and np.var(trials, ddof=1) > 0:
+    n = max(n_trials or 0, len(trials))
+    if len(trials) > 1 and np.var(trials, ddof=1) > 0:
         sd = math.sqrt(np.var(trials, ddof=1))
         sr0 = sd * ((1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / n) + EULER_GAMMA * stats.norm.ppf(1 - 1 / (n * math.e)))
     else:
@@ -48,14 +51,14 @@ def daily_series(pnl: np.ndarray, exit_day: np.ndarray, mask: np.ndarray, days: 
 
 
 def _summary(daily: pd.Series, n: int, pnl: np.ndarray) -> dict:
-    dd_usd, _ = max_drawdown(daily.cumsum().to_numpy())
+    dd_usd, _ = max_drawdown(np.r_[0.0, daily.cumsum().to_numpy()])  # a first-day loss counts
     return {"trades": int(n), "net_pnl": float(pnl.sum()), "avg_trade": float(pnl.mean()) if n else float("nan"),
             "win_rate": float((pnl > 0).mean()) if n else float("nan"),
             "sharpe": sharpe(daily), "sortino": sortino(daily), "max_drawdown_usd": dd_usd}
 
 
 def evaluate_holdout(p: np.ndarray, win: np.ndarray, pnl: np.ndarray, exit_day: np.ndarray, threshold: float,
-                     trial_sharpes: list[float]) -> tuple[dict, pd.DataFrame]:
+                     trial_sharpes: list[float], n_trials: int | None = None) -> tuple[dict, pd.DataFrame]:
     """Metrics of selected vs all holdout candidates, and their daily P&L side by side."""
     if len(p) == 0:
         raise ValueError("the holdout holds no candidate trades")
@@ -64,7 +67,7 @@ def evaluate_holdout(p: np.ndarray, win: np.ndarray, pnl: np.ndarray, exit_day: 
     everything = np.ones(len(p), dtype=bool)
     daily_sel = daily_series(pnl, exit_day, selected, days)
     daily_all = daily_series(pnl, exit_day, everything, days)
-    dsr, sr0 = deflated_sharpe(daily_sel.to_numpy(), trial_sharpes)
+    dsr, sr0 = deflated_sharpe(daily_sel.to_numpy(), trial_sharpes, n_trials)
     both_classes = len(np.unique(win)) == 2
     metrics = {
         "threshold": float(threshold),

@@ -103,8 +103,10 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cal
                                               tcfg.min_trades_per_fold)
     hold = TradeSet.from_frame(hold_df, features, calendar)
     p = forest.predict_proba(hold.x)[:, 1]
-    metrics, curves = evaluate_holdout(p, hold.win, hold.pnl, hold.exit_day, threshold,
-                                       [t.value for t in completed])
+    # trials that only scored the too-few-trades penalty say nothing about the spread of Sharpes
+    spread = [t.value for t in completed if t.value != tcfg.min_trades_penalty]
+    tried = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
+    metrics, curves = evaluate_holdout(p, hold.win, hold.pnl, hold.exit_day, threshold, spread, tried)
     metrics.update({
         "cv_objective": float(best.value), "trials_completed": len(completed),
         "trials_pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),

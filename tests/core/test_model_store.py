@@ -387,3 +387,29 @@ def test_concurrent_writers_get_distinct_versions(tmp_path):
         assert p.exitcode == 0
     names = [m["version"] for m in ModelStore(tmp_path).list_versions("ES")]
     assert names == [f"ES_v{n}" for n in range(1, 2 * count + 1)]
+
+
+def test_pipeline_promotion_never_undoes_a_rollback(tmp_path):
+    """A version rolled back by hand is not promoted again by the pipeline; a newer one is."""
+    from rooney_core.model.promotion import promote_newest_passing
+
+    store = ModelStore(tmp_path / "store")
+    gates = {"g": {"passed": True, "detail": ""}}
+    names = []
+    for seed in (1, 2):
+        b = make_bundle(seed=seed)
+        b.metrics = {"gates": gates}
+        names.append(store.add_version(b))
+    promote_newest_passing(store, ["ES"], by="pipeline")
+    assert store.production("ES") == names[1]
+    store.promote(names[0], by="test")  # pretend v1 was production before
+    store.promote(names[1], by="test")
+    store.rollback("ES", by="trader", reason="v2 misbehaves")
+    assert store.production("ES") == names[0]
+    rows = promote_newest_passing(store, ["ES"], by="pipeline")
+    assert store.production("ES") == names[0] and "already in production once" in rows[0]["action"]
+    b = make_bundle(seed=3)
+    b.metrics = {"gates": gates}
+    v3 = store.add_version(b)
+    promote_newest_passing(store, ["ES"], by="pipeline")
+    assert store.production("ES") == v3

@@ -170,3 +170,16 @@ def test_chunked_fast_path_equals_whole_array_path(tmp_path, monkeypatch):
     pd_h = hourly_bars(chunked)
     assert pd_h.equals(hourly_bars(whole)) and len(pd_h) == 15
     assert list(pd_h["volume"]) == [sum(i % 11 for i in range(h * 60, h * 60 + 60)) for h in range(15)]
+
+
+@pytest.mark.parametrize("stamp", ["2024-12-02", "2024-12-02T09:01:00", "2024-12-02 09:01"])
+def test_timestamp_format_is_strict_on_the_fast_path_too(tmp_path, stamp):
+    """A truncated timestamp is an error whether or not anything else in the file is dirty."""
+    lines = [HEADER, GOOD_ROWS[0], f"{stamp},6050.00,6050.25,6049.00,6049.50,642"]
+    err = errors_of(write(tmp_path, lines))
+    assert [(p.rule, p.line) for p in err.problems] == [("timestamp-format", 3)]
+
+
+def test_interval_of_a_tiny_clean_file(tmp_path):
+    rows = ["2024-12-02 09:00:00,10,11,9,10,1", "2024-12-02 09:30:00,10,11,9,10,1"]
+    assert read_raw_bars(write(tmp_path, [HEADER, *rows]), GLOBEX).interval_minutes == 30

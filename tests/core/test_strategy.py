@@ -263,3 +263,10 @@ def test_batched_and_per_row_veto_give_identical_decisions(sample_hourly):
     pd.testing.assert_frame_equal(batched.decisions, per_row.decisions)
     pd.testing.assert_frame_equal(batched.trades, per_row.trades)
     assert 0 < batched.veto_rate < 1
+
+
+def test_max_drawdown_in_dollars_and_percent_can_come_from_different_falls():
+    from rooney_core.backtest.metrics import max_drawdown
+
+    usd, pct = max_drawdown(np.array([100.0, 50.0, 1000.0, 800.0]))
+    assert usd == 200.0 and pct == 0.5
