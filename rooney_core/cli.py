@@ -283,8 +283,7 @@ def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | N
 
     from rooney_core.training.candidates import extract_candidates
     from rooney_core.training.config import load_training_config
-    from rooney_core.training.report import build_report
-    from rooney_core.training.train import make_bundle, model_gates, train_veto_model
+    from rooney_core.training.store_version import train_and_store
 
     cfg = _cfg(ctx)
     tcfg = load_training_config(cfg.config_dir, symbol, profile)  # validated before any work
@@ -294,14 +293,8 @@ def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | N
     cands = extract_candidates(hourly, feats, cfg.instrument(symbol), cfg.strategy)
     _say(f"{symbol}: {len(cands)} candidate trades")
     store = _store(cfg)
-    result = train_veto_model(cands, symbol, tcfg, cfg.instrument(symbol).calendar,
-                              store.root / "studies" / f"{symbol}.journal", progress=_say)
-    gates = model_gates(result, tcfg.min_trades_per_fold)
-    bundle = make_bundle(result, gates)
-    plots, _, doc = build_report(result, f"{symbol} veto model {bundle.content_hash()[:12]}")
-    name = store.add_version(bundle, extra_files={"report.html": doc.encode(),
-                                                  **{f"{k}.png": v for k, v in plots.items()}})
-    failed = [g for g, v in gates.items() if not v["passed"]]
+    stored = train_and_store(cands, symbol, tcfg, cfg.instrument(symbol).calendar, store, progress=_say)
+    name, failed = stored.name, stored.failed_gates
     _say(f"{name}: report {store.version_dir(name) / 'report.html'}; gates "
          + ("passed" if not failed else f"FAILED: {', '.join(failed)}"))
     if promote and not failed:

@@ -7,8 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from rooney_core.training.config import load_training_config
-from rooney_core.training.report import build_report
-from rooney_core.training.train import make_bundle, model_gates, train_veto_model
+from rooney_core.training.store_version import train_and_store
 from rooney_pipeline.metadata import png, table
 from rooney_pipeline.partitions import instrument_partitions
 from rooney_pipeline.resources import RooneyResource
@@ -40,14 +39,10 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
         tcfg = tcfg.model_copy(update={"trials": config.trials})
     cands = rooney.lake.read("candidates", symbol)
     store = rooney.store
-    result = train_veto_model(cands, symbol, tcfg, cfg.instrument(symbol).calendar,
-                              store.root / "studies" / f"{symbol}.journal", progress=context.log.info)
-    gates = model_gates(result, tcfg.min_trades_per_fold)
-    bundle = make_bundle(result, gates)
-    plots, tables, doc = build_report(result, f"{symbol} veto model {bundle.content_hash()[:12]}")
-    extra = {"report.html": doc.encode(), **{f"{k}.png": v for k, v in plots.items()},
-             "holdout.parquet": _parquet(result.holdout)}
-    name = store.add_version(bundle, extra_files=extra)
+    stored = train_and_store(cands, symbol, tcfg, cfg.instrument(symbol).calendar, store,
+                             progress=context.log.info)
+    name, result, plots, tables, gates = stored.name, stored.result, stored.plots, stored.tables, stored.gates
+    bundle = stored.bundle
     context.log.info(f"{symbol}: stored {name}")
     m = result.metrics
     vdir = store.version_dir(name)
@@ -76,14 +71,6 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
         g = gates[gate]
         yield dg.AssetCheckResult(check_name=gate, passed=g["passed"], description=g["detail"],
                                   metadata={"version": name})
-
-
-def _parquet(df: pd.DataFrame) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
 
 
 @dg.asset(
