@@ -210,21 +210,24 @@ TRADE_CSV_COLUMNS = ["entry_time", "exit_time", "entry_price", "exit_price", "ex
 @click.option("--start", default=None, help="First date YYYY-MM-DD (default: pipeline.yml backtest.start).")
 @click.option("--end", default=None, help="Last date (default: end of data).")
 @click.option("--model", "model_ref", default=None,
-              help="Veto model: a bundle file (.joblib) or a stored version such as ES_v2.")
+              help="Veto model: a stored version such as ES_v2 (resolved only inside the model store, "
+                   "sha256 verified).")
+@click.option("--model-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Research only: a bundle.skops file outside the store. Unverified; needs --trust-file.")
+@click.option("--trust-file", is_flag=True, help="Accept --model-file although nothing vouches for it.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
-def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, out_dir: Path) -> None:
+def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, model_file, trust_file, out_dir: Path) -> None:
     """Run the production IbsStrategy: trades.csv, metrics.json and equity.png in --out."""
     import json
 
     from rooney_core.backtest.runner import run_backtest
-    from rooney_core.data.lake import write_text_atomic
+    from rooney_core.io import write_bytes_atomic, write_text_atomic
     from rooney_core.reports import equity_curve
-    from rooney_core.strategy.models import load_veto_model
 
     cfg = _cfg(ctx)
+    model, model_name = _backtest_model(cfg, symbol, model_ref, model_file, trust_file)
     hourly, feats = _bars_and_features(cfg, data_dir, symbol)
-    model, model_name = load_veto_model(model_ref, cfg) if model_ref else (None, None)
     start = start or cfg.pipeline.backtest.start
     capital = cfg.pipeline.backtest.initial_capital
     t0 = time.perf_counter()
@@ -238,11 +241,36 @@ def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, out_dir: P
     metrics = {"symbol": symbol, "start": start, "end": end, "model": result.model_used,
                **{k: (None if isinstance(v, float) and v != v else v) for k, v in result.metrics.items()}}
     write_text_atomic(json.dumps(metrics, indent=2), out_dir / "metrics.json")
-    (out_dir / "equity.png").write_bytes(equity_curve(f"{symbol} {start} .. {end or 'end'}", result.equity, capital))
+    write_bytes_atomic(equity_curve(f"{symbol} {start} .. {end or 'end'}", result.equity, capital),
+                       out_dir / "equity.png")
     for k in ("trades", "net_pnl", "sharpe", "sortino", "max_drawdown_usd", "win_rate", "profit_factor"):
         click.echo(f"{k:>18}: {result.metrics[k]:,.4g}" if isinstance(result.metrics[k], float)
                    else f"{k:>18}: {result.metrics[k]}")
     click.echo(str(out_dir / "trades.csv"))
+
+
+def _backtest_model(cfg, symbol: str, model_ref: str | None, model_file: Path | None, trust_file: bool):
+    """(bundle, name for the record) of the model a backtest uses, checked before any work."""
+    from rooney_core.model import load_bundle_file
+
+    if model_ref and model_file:
+        raise click.UsageError("give --model (a stored version) or --model-file, not both")
+    if trust_file and not model_file:
+        raise click.UsageError("--trust-file only applies to --model-file")
+    if model_file:
+        bundle, sha256 = load_bundle_file(model_file, trust_file)
+        _say(f"WARNING: {model_file} is not a stored version: nothing verifies where it came from "
+             "(research only; the pipeline and the live engine never load such files)")
+        name = f"file {model_file} (unverified, sha256 {sha256})"
+    elif model_ref:
+        store = _store(cfg)
+        bundle = store.load(model_ref)
+        name = f"{model_ref} (sha256 {store.verify(model_ref)})"
+    else:
+        return None, None
+    if bundle.symbol != symbol:
+        raise RooneyError(f"the model is {bundle.symbol}'s ({name}); it cannot veto {symbol}'s trades")
+    return bundle, name
 
 
 @cli.command("candidates")
@@ -318,11 +346,19 @@ def models_list(ctx, symbol: str | None) -> None:
     if not rows:
         click.echo("no stored versions")
         return
+    try:
+        production = {s: e["version"] for s, e in store.manifest()["instruments"].items()}
+    except RooneyError as err:  # a damaged manifest must not hide the versions
+        click.echo(f"warning: {err}", err=True)
+        production = {}
     click.echo(f"{'version':<10} {'prod':<5} {'trained (UTC)':<20} {'trades':>6} {'Sharpe sel':>10} "
                f"{'Sharpe all':>10} {'AUC':>6} {'DSR':>6}  gates")
     for m in rows:
-        met = m.get("metrics", {})
-        prod = "*" if store.production(m["symbol"]) == m["version"] else ""
+        prod = "*" if production.get(m["symbol"]) == m["version"] else ""
+        if "metrics" not in m:
+            click.echo(f"{m['version']:<10} {prod:<5} DAMAGED: {m['damaged']}")
+            continue
+        met = m["metrics"]
         gates = met.get("gates", {})
         g = "passed" if gates and all(v["passed"] for v in gates.values()) else "FAILED" if gates else "-"
         sel = met.get("selected", {})
@@ -332,7 +368,8 @@ def models_list(ctx, symbol: str | None) -> None:
 
         click.echo(f"{m['version']:<10} {prod:<5} {str(m.get('trained_at', ''))[:19]:<20} {sel.get('trades', '-'):>6} "
                    f"{f(sel.get('sharpe')):>10} {f(met.get('all', {}).get('sharpe')):>10} {f(met.get('auc')):>6} "
-                   f"{f(met.get('deflated_sharpe')):>6}  {g}")
+                   f"{f(met.get('deflated_sharpe')):>6}  {g}"
+                   + (f"  DAMAGED: {m['damaged']}" if "damaged" in m else ""))
 
 
 @models.command("show")
@@ -351,7 +388,11 @@ def models_show(ctx, version: str, as_json: bool) -> None:
     met = meta.get("metrics", {})
     click.echo(f"{version}: {meta['symbol']} veto model, trained {meta.get('trained_at')}, "
                f"code {meta.get('code_version')}")
-    click.echo(f"  production: {store.production(meta['symbol']) == version}; sha256 {meta.get('sha256')}")
+    try:
+        integrity = f"verified, sha256 {store.verify(version)}"
+    except RooneyError as err:
+        integrity = f"REFUSED: {err}"
+    click.echo(f"  production: {store.production(meta['symbol']) == version}; {integrity}")
     click.echo(f"  features ({len(meta['feature_names'])}): {', '.join(meta['feature_names'])}")
     click.echo(f"  threshold {meta['threshold']}; params {meta.get('config', {}).get('best_params')}")
     for side in ("selected", "all"):

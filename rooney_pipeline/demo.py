@@ -59,7 +59,7 @@ def ensure_sample_data(cfg: RooneyConfig, say: Callable[[str], None], force: boo
         # same seed and market from the same start: the same path, seen through another vendor
         write_sample_data(odir, sd.symbols, sd.start, sd.end, seed=sd.seed, edge=sd.edge, cfg=cfg,
                           market=market, vendor_noise=0.01, progress=say, write_from=ostart)
-    from rooney_core.data.lake import write_text_atomic
+    from rooney_core.io import write_text_atomic
 
     write_text_atomic(json.dumps(params, indent=1), stamp)
 

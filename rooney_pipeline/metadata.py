@@ -43,10 +43,9 @@ def table(df: pd.DataFrame, max_rows: int = 20) -> dg.MetadataValue:
 def png(data: bytes, save_to: Path | None = None, title: str = "plot") -> dg.MetadataValue:
     """Embed a PNG in markdown (shown inline in the UI); optionally also save it."""
     if save_to is not None:
-        from rooney_core.data.lake import atomic_path
+        from rooney_core.io import write_bytes_atomic
 
-        with atomic_path(save_to) as tmp:
-            tmp.write_bytes(data)
+        write_bytes_atomic(data, save_to)
     b64 = base64.b64encode(data).decode()
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{b64})")
 

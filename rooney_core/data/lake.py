@@ -2,41 +2,18 @@
 
 One file per partition means parallel partitions never share a file, so there are no locks
 (R4); each write goes to a temporary file in the same directory and is renamed into place,
-so a reader sees either the old file or the new one, never half of either (R2).
+so a reader sees either the old file or the new one, never half of either (R2);
+the mechanism is ``rooney_core.io``.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
-
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+from rooney_core.io import atomic_path
 
 
 def write_parquet_atomic(df: pd.DataFrame, target: Path) -> Path:
@@ -50,12 +27,6 @@ def write_arrow_atomic(table, target: Path) -> Path:
 
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-    return Path(target)
-
-
-def write_text_atomic(text: str, target: Path) -> Path:
-    with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
     return Path(target)
 
 

@@ -1,6 +1,10 @@
-"""The veto model bundle and the versioned model store with its production manifest."""
+"""The veto model bundle and the versioned model store with its production manifest.
+
+This package is the only place that turns stored bytes back into a model (``bundle_file``),
+and it does so only for bytes whose sha256 the store has checked (``store``)."""
 
 from rooney_core.model.bundle import BundleError, VetoBundle, code_version, library_versions
+from rooney_core.model.bundle_file import UnsafeBundleError, load_bundle_file
 from rooney_core.model.store import ModelIntegrityError, ModelStore, ModelStoreError, default_store_root
 
 __all__ = [
@@ -8,8 +12,10 @@ __all__ = [
     "ModelIntegrityError",
     "ModelStore",
     "ModelStoreError",
+    "UnsafeBundleError",
     "VetoBundle",
     "code_version",
     "default_store_root",
     "library_versions",
+    "load_bundle_file",
 ]

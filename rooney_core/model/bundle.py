@@ -44,12 +44,15 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def code_version() -> str:
+def code_version(checkout: Path | None = None) -> str:
     """The git commit of this checkout (``-dirty`` if tracked files changed), else the installed
-    package version, else ``"unknown"``. Never raises: a missing git must not stop training."""
-    here = Path(__file__).resolve().parent
+    package version, else ``"unknown"``. Never raises: a missing git must not stop training.
+
+    Read-only: ``git status`` normally refreshes the index (taking ``.git/index.lock``), which
+    can collide with a developer's own git command; ``--no-optional-locks`` forbids that."""
+    here = checkout or Path(__file__).resolve().parent
     try:
-        git = ["git", "-C", str(here)]
+        git = ["git", "--no-optional-locks", "-C", str(here)]
         commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                                 check=True).stdout.strip()
         dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
@@ -143,6 +146,15 @@ def estimator_hash(estimator: Any) -> str:
     return h.hexdigest()
 
 
+# Config keys that say where or how a study ran, not what the model is (kept out of hashes).
+UNHASHED_CONFIG_KEYS = ("storage", "shared_study")
+
+
+def hashed_config(config: dict) -> dict:
+    """The part of a training config that defines the model."""
+    return {k: v for k, v in config.items() if k not in UNHASHED_CONFIG_KEYS}
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -157,7 +169,7 @@ class VetoBundle:
     and applied only by ``fill_missing``; empty means every missing feature vetoes.
     """
 
-    bundle_format = 1
+    bundle_format = 2  # 2: bundle.skops (see bundle_file.py); 1 was a joblib pickle
 
     def __init__(self, *, symbol: str, estimator: Any, feature_names: list[str], threshold: float,
                  registry_version: str, feature_schema_hash: str, data_hash: str,
@@ -231,14 +243,24 @@ class VetoBundle:
                 col[np.isnan(col)] = self.fill_values[name]
         return x
 
+    def fields(self) -> dict[str, Any]:
+        """The constructor's arguments: what a stored bundle holds."""
+        return {"symbol": self.symbol, "estimator": self.estimator, "feature_names": self.feature_names,
+                "threshold": self.threshold, "registry_version": self.registry_version,
+                "feature_schema_hash": self.feature_schema_hash, "data_hash": self.data_hash,
+                "fill_values": self.fill_values, "config": self.config, "metrics": self.metrics,
+                "library_versions": self.library_versions, "code_version": self.code_version,
+                "trained_at": self.trained_at}
+
     def content_hash(self) -> str:
-        """sha256 of what defines the model; excludes trained_at, code and library versions."""
+        """sha256 of what defines the model; excludes trained_at, code and library versions,
+        and where a tuning study was kept (a storage URL is not part of the model)."""
         parts = {
             "symbol": self.symbol, "estimator_sha256": estimator_hash(self.estimator),
             "feature_names": self.feature_names, "fill_values": self.fill_values,
             "threshold": self.threshold, "registry_version": self.registry_version,
             "feature_schema_hash": self.feature_schema_hash, "data_hash": self.data_hash,
-            "config": self.config,
+            "config": hashed_config(self.config),
         }
         return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
 

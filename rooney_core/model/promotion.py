@@ -22,7 +22,8 @@ def _number(version: str) -> int:
 
 def highest_ever_in_production(store: ModelStore, symbol: str) -> int:
     """The highest version number the audit log shows in production for ``symbol`` (0 if none)."""
-    numbers = [_number(r["version"]) for r in store.audit_log() if r.get("symbol") == symbol]
+    numbers = [_number(r["version"]) for r in store.audit_log()
+               if r.get("symbol") == symbol and r["status"] == "done"]
     current = store.production(symbol)
     return max([*numbers, _number(current) if current else 0])
 
@@ -33,7 +34,7 @@ def promote_newest_passing(store: ModelStore, symbols: list[str], by: str) -> li
     rows = []
     for symbol in symbols:
         versions = store.list_versions(symbol)
-        passing = [v for v in versions if gates_passed(v)]
+        passing = [v for v in versions if gates_passed(v) and "damaged" not in v]
         current = store.production(symbol)
         if not passing:
             rows.append({"instrument": symbol, "action": "kept (no version passed its gates)",

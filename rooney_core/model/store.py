@@ -2,47 +2,57 @@
 
 Layout under the root::
 
-    versions/<SYMBOL>_v<N>/bundle.joblib     the VetoBundle (joblib)
-    versions/<SYMBOL>_v<N>/metadata.json     the bundle minus the estimator, sha256, content_hash
+    versions/<SYMBOL>_v<N>/bundle.skops      the VetoBundle (skops: loading runs no code)
+    versions/<SYMBOL>_v<N>/metadata.json     the bundle minus the estimator (for people)
     versions/<SYMBOL>_v<N>/<extra files>     report.html, plots, ...
+    versions.log                             append-only: one line per version as stored
     manifest.json                            which version of each instrument is in production
-    audit.log                                one JSON line per promotion or rollback
+    audit.log                                promotions and rollbacks: intent, then outcome
 
-Crash safety (R2): a version is written in full into a temporary directory and renamed into
-place, so a version directory either exists complete or not at all, and is never rewritten.
-The manifest is replaced atomically under an exclusive lock, so production is always either
-the old version or the new one, and concurrent promotions cannot lose each other's updates.
-Integrity (R6): loading recomputes bundle.joblib's sha256 and refuses a file that changed.
+What is trusted (R6, and no code runs from a file we did not store): a version name resolves
+only inside ``versions/``; its bundle's sha256 is checked against the manifest when it is in
+production, else against ``versions.log``, the line written when the version was stored.
+``metadata.json`` is never trusted: editing its sha256 changes nothing. Only after the
+check are the bytes handed to ``bundle_file.load_bundle``, which refuses unknown types.
+
+Crash safety (R2): a version is written in full into a temporary directory, recorded, and
+renamed into place under the store lock, so a version directory exists complete or not at
+all and is never rewritten. The manifest is replaced atomically under the same lock. The
+audit log records the intent before the manifest write and the outcome after it; a writer
+killed in between is settled by the next one (outcome "done" if the manifest carries the
+intent's transaction id, else "aborted"), so the log never claims what did not take effect.
+Leftovers of killed writers are removed by the next write.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import socket
-import tempfile
+import stat
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
-
-from rooney_core.data.lake import write_text_atomic
 from rooney_core.errors import RooneyError
+from rooney_core.io import fsync_path, make_temp_dir, write_file_synced, write_text_atomic
 from rooney_core.model.bundle import VetoBundle, json_default
+from rooney_core.model.bundle_file import dump_bundle, load_bundle
 
-BUNDLE_FILE = "bundle.joblib"
+BUNDLE_FILE = "bundle.skops"
+LEGACY_BUNDLE_FILE = "bundle.joblib"  # format 1: a pickle, never loaded
 METADATA_FILE = "metadata.json"
+RECORDS_FILE = "versions.log"
 _NAME = re.compile(r"^(?P<symbol>[A-Za-z0-9]+)_v(?P<n>[1-9][0-9]*)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TMP_DIR = re.compile(r"^\.tmp-[A-Za-z0-9]+-(?P<pid>\d+)-(?P<host>.+)-[^-]+$")
 
 
@@ -51,7 +61,7 @@ class ModelStoreError(RooneyError):
 
 
 class ModelIntegrityError(ModelStoreError):
-    """A stored bundle no longer matches the sha256 recorded when it was stored or promoted."""
+    """A stored bundle cannot be shown to be the one that was stored (or promoted)."""
 
 
 def default_store_root(repo_root: str | os.PathLike[str]) -> Path:
@@ -67,25 +77,53 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """fsync a file or a directory (a directory's fsync makes a rename in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file (not a directory, FIFO or symlink)."""
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ModelIntegrityError(f"refused: {path} is missing") from None
+    except OSError as exc:
+        raise ModelIntegrityError(f"refused: {path} cannot be opened ({exc.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ModelIntegrityError(f"refused: {path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line durably. A writer killed mid-line would glue the next record onto
+    its fragment, so a line always starts after a newline."""
+    line = json.dumps(record, sort_keys=True).encode() + b"\n"
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a line log, oldest first; a line torn by a kill is skipped."""
+    try:
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
 
 
 def _pid_alive(pid: int) -> bool:
@@ -98,181 +136,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    return socket.gethostname().replace("/", "_") or "host"
+
+
 class ModelStore:
     """Immutable model versions ``<SYMBOL>_v<N>`` and the manifest naming production ones."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
+        self.records_path = self.root / RECORDS_FILE
         self.manifest_path = self.root / "manifest.json"
         self.audit_path = self.root / "audit.log"
-        self._lock_path = self.root / ".manifest.lock"
+        self._lock_path = self.root / ".store.lock"
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r})"
 
-    # ---- versions -------------------------------------------------------------------------
-
-    def add_version(self, bundle: VetoBundle, extra_files: dict[str, bytes] | None = None) -> str:
-        """Store ``bundle`` (and extra files) as a new immutable version; returns its name."""
-        if not isinstance(bundle, VetoBundle):
-            raise ModelStoreError(f"add_version: expected a VetoBundle, got {type(bundle).__name__}")
-        extra = dict(extra_files or {})
-        for fname, data in extra.items():
-            if Path(fname).name != fname or fname.startswith(".") or fname in (BUNDLE_FILE, METADATA_FILE):
-                raise ModelStoreError(f"add_version: extra file name {fname!r} must be a plain file name "
-                                      f"other than {BUNDLE_FILE} and {METADATA_FILE}")
-            if not isinstance(data, (bytes, bytearray)):
-                raise ModelStoreError(f"add_version: extra file {fname!r} must be bytes")
-        symbol = bundle.symbol
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        # pid and host in the name let cleanup_temp tell a dead writer's leftovers from live work.
-        host = socket.gethostname().replace("/", "_") or "host"
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{symbol}-{os.getpid()}-{host}-", dir=self.versions_dir))
-        try:
-            joblib.dump(bundle, tmp / BUNDLE_FILE)
-            _fsync(tmp / BUNDLE_FILE)
-            for fname, data in extra.items():
-                _write_synced(tmp / fname, bytes(data))
-            base = {**bundle.metadata(), "sha256": _sha256(tmp / BUNDLE_FILE),
-                    "content_hash": bundle.content_hash(), "created_at": _utc_now(),
-                    "extra_files": {f: hashlib.sha256(d).hexdigest() for f, d in sorted(extra.items())}}
-            for _ in range(1000):
-                n = self._next_number(symbol)
-                name = f"{symbol}_v{n}"
-                meta = {**base, "version": name, "number": n}
-                _write_synced(tmp / METADATA_FILE,
-                              json.dumps(meta, indent=2, sort_keys=True, default=json_default).encode())
-                _fsync(tmp)
-                try:
-                    # rename(2) of a directory onto a non-empty one fails: never overwrites a version.
-                    os.rename(tmp, self.versions_dir / name)
-                except OSError as exc:
-                    if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                        continue  # a concurrent writer took N first; take the next number
-                    raise
-                _fsync(self.versions_dir)
-                return name
-            raise ModelStoreError(f"add_version: could not claim a version name for {symbol} in {self.versions_dir}")
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-
-    def _names(self, symbol: str | None = None) -> list[tuple[str, int, str]]:
-        """(symbol, N, name) of every complete version, sorted; temporary directories are skipped."""
-        if not self.versions_dir.is_dir():
-            return []
-        out = []
-        for entry in os.scandir(self.versions_dir):
-            m = _NAME.match(entry.name)
-            if m and entry.is_dir() and (symbol is None or m["symbol"] == symbol):
-                out.append((m["symbol"], int(m["n"]), entry.name))
-        return sorted(out)
-
-    def _next_number(self, symbol: str) -> int:
-        return max((n for _, n, _ in self._names(symbol)), default=0) + 1
-
-    def list_versions(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        """Metadata of every version (of ``symbol``), sorted by symbol then N."""
-        return [self.load_metadata(name) for _, _, name in self._names(symbol)]
-
-    def version_dir(self, name: str) -> Path:
-        """The directory of version ``name``; ModelStoreError listing known versions if unknown."""
-        m = _NAME.match(name)
-        path = self.versions_dir / name
-        if m is None or not path.is_dir():
-            sym = m["symbol"] if m else name.split("_v")[0]
-            known = [n for _, _, n in self._names(sym)]
-            raise ModelStoreError(f"unknown model version {name!r} in {self.versions_dir}; "
-                                  f"known {sym} versions: {', '.join(known) or 'none'}")
-        return path
-
-    def load_metadata(self, name: str) -> dict[str, Any]:
-        path = self.version_dir(name) / METADATA_FILE
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelStoreError(f"{path}: unreadable version metadata ({exc})") from None
-
-    def _check(self, path: Path, actual: str, meta: dict, expected_sha256: str | None) -> None:
-        for want, source in ((expected_sha256, "the manifest"), (meta.get("sha256"), METADATA_FILE)):
-            if want is not None and actual != want:
-                raise ModelIntegrityError(
-                    f"refused: {path} changed on disk after it was stored (sha256 expected {want} from "
-                    f"{source}, actual {actual}); restore the file or promote another version")
-
-    def verify(self, name: str, expected_sha256: str | None = None) -> dict[str, Any]:
-        """Check bundle.joblib against its recorded sha256 (and ``expected_sha256``); returns metadata."""
-        meta = self.load_metadata(name)
-        path = self.version_dir(name) / BUNDLE_FILE
-        if not path.is_file():
-            raise ModelIntegrityError(f"refused: {path} is missing")
-        self._check(path, _sha256(path), meta, expected_sha256)
-        return meta
-
-    def load(self, name: str, expected_sha256: str | None = None) -> VetoBundle:
-        """Load a version after checking its sha256 (against metadata and ``expected_sha256``)."""
-        meta = self.load_metadata(name)
-        path = self.version_dir(name) / BUNDLE_FILE
-        try:
-            data = path.read_bytes()  # hash exactly the bytes we unpickle: no swap in between
-        except FileNotFoundError:
-            raise ModelIntegrityError(f"refused: {path} is missing") from None
-        self._check(path, hashlib.sha256(data).hexdigest(), meta, expected_sha256)
-        bundle = joblib.load(io.BytesIO(data))
-        if not isinstance(bundle, VetoBundle) or bundle.symbol != meta.get("symbol"):
-            raise ModelStoreError(f"{path}: not the VetoBundle for {meta.get('symbol')} its metadata describes")
-        return bundle
-
-    def cleanup_temp(self, min_age_seconds: float = 3600.0) -> list[Path]:
-        """Remove leftovers of killed writers: version temp dirs whose process is gone (or older
-        than ``min_age_seconds``) and stale manifest temp files. Returns what was removed."""
-        removed: list[Path] = []
-        host = socket.gethostname().replace("/", "_") or "host"
-        if self.versions_dir.is_dir():
-            for entry in os.scandir(self.versions_dir):
-                if not entry.name.startswith(".tmp-"):
-                    continue
-                m = _TMP_DIR.match(entry.name)
-                dead = bool(m) and m["host"] == host and not _pid_alive(int(m["pid"]))
-                if dead or time.time() - entry.stat().st_mtime > min_age_seconds:
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    removed.append(Path(entry.path))
-        if self.root.is_dir():
-            with self._manifest_lock():  # nobody writes the manifest meanwhile: any temp is stale
-                for path in self.root.glob(f".{self.manifest_path.name}.*.tmp"):
-                    path.unlink(missing_ok=True)
-                    removed.append(path)
-        return removed
-
-    # ---- manifest ------------------------------------------------------------------------
-
-    def manifest(self) -> dict[str, Any]:
-        """The production manifest (``{"instruments": {}, "updated_at": None}`` if none yet)."""
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"instruments": {}, "updated_at": None}
-        except ValueError as exc:
-            raise ModelStoreError(f"{self.manifest_path}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("instruments"), dict):
-            raise ModelStoreError(f"{self.manifest_path}: no 'instruments' mapping; not a model manifest")
-        return data
-
-    def production(self, symbol: str) -> str | None:
-        entry = self.manifest()["instruments"].get(symbol)
-        return entry["version"] if entry else None
-
-    def load_production(self, symbol: str) -> tuple[str, VetoBundle] | None:
-        """The production version of ``symbol`` and its bundle, checked against the manifest's sha256."""
-        entry = self.manifest()["instruments"].get(symbol)
-        if not entry:
-            return None
-        return entry["version"], self.load(entry["version"], expected_sha256=entry["sha256"])
-
     @contextmanager
-    def _manifest_lock(self) -> Iterator[None]:
-        # flock is released by the kernel if the holder dies, so a kill never leaves it stuck.
+    def _lock(self) -> Iterator[None]:
+        """The store's one exclusive lock (version numbers, records, manifest). flock is
+        released by the kernel if the holder dies, so a kill never leaves it stuck. Not
+        re-entrant: a second flock on a new descriptor in the same process would wait."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "ab") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -281,20 +167,250 @@ class ModelStore:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+    # ---- versions -------------------------------------------------------------------------
+
+    def add_version(self, bundle: VetoBundle, extra_files: dict[str, bytes] | None = None) -> str:
+        """Store ``bundle`` (and extra files) as a new immutable version; returns its name."""
+        if not isinstance(bundle, VetoBundle):
+            raise ModelStoreError(f"add_version: expected a VetoBundle, got {type(bundle).__name__}")
+        extra = dict(extra_files or {})
+        reserved = (BUNDLE_FILE, LEGACY_BUNDLE_FILE, METADATA_FILE)
+        for fname, data in extra.items():
+            if Path(fname).name != fname or fname.startswith(".") or fname in reserved:
+                raise ModelStoreError(f"add_version: extra file name {fname!r} must be a plain file name "
+                                      f"other than {', '.join(reserved)}")
+            if not isinstance(data, (bytes, bytearray)):
+                raise ModelStoreError(f"add_version: extra file {fname!r} must be bytes")
+        symbol = bundle.symbol
+        data = dump_bundle(bundle)
+        sha256 = hashlib.sha256(data).hexdigest()
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self.cleanup_temp()
+        # pid and host in the name let cleanup_temp tell a dead writer's leftovers from live work.
+        tmp = make_temp_dir(self.versions_dir, f".tmp-{symbol}-{os.getpid()}-{_host()}-")
+        try:
+            write_file_synced(tmp / BUNDLE_FILE, data)
+            for fname, blob in extra.items():
+                write_file_synced(tmp / fname, bytes(blob))
+            record = {"symbol": symbol, "sha256": sha256, "content_hash": bundle.content_hash(),
+                      "created_at": _utc_now(),
+                      "extra_files": {f: hashlib.sha256(d).hexdigest() for f, d in sorted(extra.items())}}
+            with self._lock():
+                n = self._next_number(symbol)
+                name = f"{symbol}_v{n}"
+                record = {"version": name, "number": n, **record}
+                meta = {**bundle.metadata(), **record}
+                write_file_synced(tmp / METADATA_FILE,
+                                  json.dumps(meta, indent=2, sort_keys=True, default=json_default).encode())
+                fsync_path(tmp)
+                # The record comes first: a kill before the rename leaves a number that is
+                # never reused and no version; a version directory always has its record.
+                _append_line(self.records_path, record)
+                os.rename(tmp, self.versions_dir / name)
+                fsync_path(self.versions_dir)
+            return name
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _names(self, symbol: str | None = None) -> list[tuple[str, int, str]]:
+        """(symbol, N, name) of every version directory, sorted; temporary directories and
+        anything that is not a real directory are skipped."""
+        if not self.versions_dir.is_dir():
+            return []
+        out = []
+        for entry in os.scandir(self.versions_dir):
+            m = _NAME.match(entry.name)
+            if m and entry.is_dir(follow_symlinks=False) and (symbol is None or m["symbol"] == symbol):
+                out.append((m["symbol"], int(m["n"]), entry.name))
+        return sorted(out)
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The first record of each version in versions.log (later lines for the same name
+        cannot change it: they are reported as conflicts by ``_expected_sha256``)."""
+        out: dict[str, dict[str, Any]] = {}
+        for rec in _read_lines(self.records_path):
+            name = rec.get("version")
+            if isinstance(name, str) and name not in out:
+                out[name] = rec
+        return out
+
+    def _conflicting(self, name: str) -> bool:
+        shas = {r.get("sha256") for r in _read_lines(self.records_path) if r.get("version") == name}
+        return len(shas) > 1
+
+    def _next_number(self, symbol: str) -> int:
+        recorded = [int(m["n"]) for m in map(_NAME.match, self.records()) if m and m["symbol"] == symbol]
+        return max([n for _, n, _ in self._names(symbol)] + recorded, default=0) + 1
+
+    def version_dir(self, name: str) -> Path:
+        """The directory of version ``name``; ModelStoreError listing known versions if unknown.
+        Only a name of the form <SYMBOL>_v<N> that is a real directory in the store resolves."""
+        m = _NAME.match(name) if isinstance(name, str) else None
+        path = self.versions_dir / name if m else None
+        if path is None or path.is_symlink() or not path.is_dir():
+            sym = m["symbol"] if m else str(name).split("_v")[0]
+            known = [n for _, _, n in self._names(sym)] if sym.isalnum() else []
+            raise ModelStoreError(f"unknown model version {name!r} in {self.versions_dir}; "
+                                  f"known {sym} versions: {', '.join(known) or 'none'}")
+        return path
+
+    def load_metadata(self, name: str) -> dict[str, Any]:
+        """metadata.json of a version: for people and listings, never for integrity."""
+        path = self.version_dir(name) / METADATA_FILE
+        try:
+            meta = json.loads(_read_regular_file(path).decode("utf-8"))
+        except (ModelIntegrityError, UnicodeDecodeError, ValueError) as exc:
+            raise ModelStoreError(f"{path}: unreadable version metadata ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("symbol") != _NAME.match(name)["symbol"]:
+            raise ModelStoreError(f"{path}: not the metadata of {name}")
+        return meta
+
+    def list_versions(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Metadata of every version (of ``symbol``), sorted by symbol then N. A damaged
+        version is listed with a ``damaged`` reason instead of stopping the listing."""
+        records = self.records()
+        out = []
+        for sym, n, name in self._names(symbol):
+            try:
+                meta = self.load_metadata(name)
+            except ModelStoreError as exc:
+                out.append({"version": name, "symbol": sym, "number": n, "damaged": str(exc)})
+                continue
+            rec = records.get(name)
+            if rec is None:
+                meta["damaged"] = f"no record in {RECORDS_FILE}: it cannot be verified and is never loaded"
+            elif rec.get("sha256") != meta.get("sha256"):
+                meta["damaged"] = f"{METADATA_FILE} disagrees with {RECORDS_FILE} (edited after it was stored)"
+            out.append(meta)
+        return out
+
+    def _expected_sha256(self, name: str) -> tuple[str, str]:
+        """(sha256, where it comes from) that version ``name``'s bundle must have."""
+        symbol = _NAME.match(name)["symbol"]
+        if self._conflicting(name):
+            raise ModelIntegrityError(f"refused: {RECORDS_FILE} holds conflicting records for {name} "
+                                      "(the log was edited)")
+        rec = self.records().get(name)
+        entry = self.manifest()["instruments"].get(symbol)
+        if entry is not None and entry["version"] == name:
+            if rec is not None and rec.get("sha256") != entry["sha256"]:
+                raise ModelIntegrityError(f"refused: {name}: the manifest's sha256 {entry['sha256']} differs from "
+                                          f"the one recorded when it was stored ({rec.get('sha256')})")
+            return entry["sha256"], "the manifest"
+        if rec is None or not isinstance(rec.get("sha256"), str):
+            raise ModelIntegrityError(f"refused: {name} has no record in {self.records_path} (stored before "
+                                      "records were kept, or its write was interrupted), so it cannot be verified")
+        return rec["sha256"], RECORDS_FILE
+
+    def _verified_bytes(self, name: str) -> tuple[bytes, str]:
+        """The bundle's bytes after checking them against the trusted sha256."""
+        vdir = self.version_dir(name)
+        want, source = self._expected_sha256(name)
+        path = vdir / BUNDLE_FILE
+        if not path.exists() and (vdir / LEGACY_BUNDLE_FILE).exists():
+            raise ModelIntegrityError(f"refused: {name} is a format-1 bundle ({LEGACY_BUNDLE_FILE}, a pickle that "
+                                      "can run code on load); retrain it to store a bundle.skops")
+        data = _read_regular_file(path)  # hash exactly the bytes we decode: no swap in between
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != want:
+            raise ModelIntegrityError(
+                f"refused: {path} changed on disk after it was stored (sha256 expected {want} from "
+                f"{source}, actual {actual}); restore the file or promote another version")
+        return data, actual
+
+    def verify(self, name: str) -> str:
+        """Check version ``name``'s bundle against its trusted sha256; returns the sha256."""
+        return self._verified_bytes(name)[1]
+
+    def load(self, name: str) -> VetoBundle:
+        """Load a version after checking its sha256 (manifest for production, else versions.log)."""
+        data, _ = self._verified_bytes(name)
+        bundle = load_bundle(data, str(self.versions_dir / name / BUNDLE_FILE))
+        symbol = _NAME.match(name)["symbol"]
+        if bundle.symbol != symbol:
+            raise ModelIntegrityError(f"refused: {name} holds a bundle for {bundle.symbol}, not {symbol}")
+        return bundle
+
+    def cleanup_temp(self, min_age_seconds: float = 3600.0) -> list[Path]:
+        """Remove leftovers of killed writers: version temp dirs whose process is gone (or older
+        than ``min_age_seconds``) and stale manifest temp files, and settle their audit
+        intents. Every version write does this first. Returns what was removed."""
+        removed: list[Path] = []
+        host = _host()
+        if self.versions_dir.is_dir():
+            for entry in os.scandir(self.versions_dir):
+                if not entry.name.startswith(".tmp-"):
+                    continue
+                m = _TMP_DIR.match(entry.name)
+                dead = bool(m) and m["host"] == host and not _pid_alive(int(m["pid"]))
+                try:
+                    old = time.time() - entry.stat(follow_symlinks=False).st_mtime > min_age_seconds
+                except FileNotFoundError:
+                    continue
+                if dead or old:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed.append(Path(entry.path))
+        if self.root.is_dir():
+            with self._lock():
+                removed += self._settle()
+        return removed
+
+    def _remove_manifest_temps(self) -> list[Path]:
+        """Caller holds the lock: nobody writes the manifest meanwhile, so any temp is stale."""
+        removed = []
+        for path in self.root.glob(f".{self.manifest_path.name}.*.tmp"):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
+
+    # ---- manifest ------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        """The production manifest (``{"instruments": {}, "updated_at": None}`` if none yet).
+        ModelStoreError if the file or any entry in it is damaged."""
+        try:
+            data = json.loads(_read_regular_file(self.manifest_path).decode("utf-8"))
+        except ModelIntegrityError:
+            if not self.manifest_path.exists() and not self.manifest_path.is_symlink():
+                return {"instruments": {}, "updated_at": None}
+            raise ModelStoreError(f"{self.manifest_path}: not a regular file") from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ModelStoreError(f"{self.manifest_path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("instruments"), dict):
+            raise ModelStoreError(f"{self.manifest_path}: no 'instruments' mapping; not a model manifest")
+        for symbol, entry in data["instruments"].items():
+            problem = _entry_problem(symbol, entry)
+            if problem:
+                raise ModelStoreError(f"{self.manifest_path}: the entry for {symbol!r} is damaged ({problem}); "
+                                      "restore the file or promote a version by hand")
+        return data
+
+    def production(self, symbol: str) -> str | None:
+        entry = self.manifest()["instruments"].get(symbol)
+        return entry["version"] if entry else None
+
+    def load_production(self, symbol: str) -> tuple[str, VetoBundle] | None:
+        """The production version of ``symbol`` and its bundle, checked against the manifest's sha256."""
+        name = self.production(symbol)
+        return None if name is None else (name, self.load(name))
+
     def promote(self, name: str, by: str, reason: str = "") -> dict[str, Any]:
         """Make version ``name`` production for its instrument; returns the manifest entry.
         Promoting the version already in production changes nothing."""
         if not by or not by.strip():
             raise ModelStoreError(f"promote {name}: say who promotes it (by=...)")
-        meta = self.verify(name)  # a tampered file never reaches production
-        symbol = meta["symbol"]
-        with self._manifest_lock():
+        self.version_dir(name)
+        symbol = _NAME.match(name)["symbol"]
+        with self._lock():
+            self._settle()
             man = self.manifest()
             cur = man["instruments"].get(symbol)
             if cur and cur["version"] == name:
                 return cur
+            sha256 = self.verify(name)  # a tampered file never reaches production
             history = [*cur.get("history", []), cur["version"]] if cur else []
-            entry = {"version": name, "sha256": meta["sha256"], "content_hash": meta["content_hash"],
+            entry = {"version": name, "sha256": sha256, "content_hash": self.records()[name].get("content_hash"),
                      "promoted_at": _utc_now(), "promoted_by": by, "previous": cur["version"] if cur else None,
                      "reason": reason, "action": "promote", "history": history}
             self._commit(man, symbol, entry, replaced=cur["version"] if cur else None)
@@ -304,7 +420,8 @@ class ModelStore:
         """Put back the version production had before the current one; returns the new entry."""
         if not by or not by.strip():
             raise ModelStoreError(f"rollback {symbol}: say who rolls back (by=...)")
-        with self._manifest_lock():
+        with self._lock():
+            self._settle()
             man = self.manifest()
             cur = man["instruments"].get(symbol)
             if not cur or not cur.get("previous"):
@@ -312,8 +429,9 @@ class ModelStore:
                 raise ModelStoreError(f"rollback {symbol}: no earlier production version recorded (current: {now})")
             history = list(cur.get("history", [cur["previous"]]))
             target = history.pop()
-            meta = self.verify(target)
-            entry = {"version": target, "sha256": meta["sha256"], "content_hash": meta["content_hash"],
+            sha256 = self.verify(target)
+            entry = {"version": target, "sha256": sha256,
+                     "content_hash": self.records().get(target, {}).get("content_hash"),
                      "promoted_at": _utc_now(), "promoted_by": by, "previous": history[-1] if history else None,
                      "reason": reason, "action": "rollback", "rolled_back_from": cur["version"],
                      "history": history}
@@ -321,38 +439,71 @@ class ModelStore:
         return entry
 
     def _commit(self, man: dict[str, Any], symbol: str, entry: dict[str, Any], replaced: str | None) -> None:
-        """Audit line first, then the manifest (caller holds the lock): every production state
-        that ever existed has its audit line; a kill in between leaves an extra line only."""
+        """Intent, manifest, outcome (caller holds the lock). The manifest entry carries the
+        intent's transaction id, which is how ``_settle`` tells a change that took effect
+        from one that did not after a kill."""
+        txn = uuid.uuid4().hex
+        entry["txn"] = txn
         now = entry["promoted_at"]
-        self._append_audit({"at": now, "action": entry["action"], "symbol": symbol, "version": entry["version"],
-                            "replaced": replaced, "sha256": entry["sha256"], "by": entry["promoted_by"],
-                            "reason": entry["reason"]})
+        _append_line(self.audit_path, {"event": "intent", "txn": txn, "at": now, "action": entry["action"],
+                                       "symbol": symbol, "version": entry["version"], "replaced": replaced,
+                                       "sha256": entry["sha256"], "by": entry["promoted_by"],
+                                       "reason": entry["reason"]})
         man = {**man, "instruments": {**man["instruments"], symbol: entry}, "updated_at": now}
         write_text_atomic(json.dumps(man, indent=2, sort_keys=True) + "\n", self.manifest_path)
+        _append_line(self.audit_path, {"event": "done", "txn": txn, "at": _utc_now()})
 
-    def _append_audit(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=True).encode() + b"\n"
-        fd = os.open(self.audit_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            # A writer killed mid-line would glue the next record onto its fragment: start afresh.
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def _settle(self) -> list[Path]:
+        """Caller holds the lock. Give every intent a killed writer left without an outcome
+        its real one, and remove its manifest temp files (returned)."""
+        removed = self._remove_manifest_temps()
+        man = None
+        for rec in self.audit_log():
+            if rec["status"] != "pending":
+                continue
+            man = man or self.manifest()
+            current = man["instruments"].get(rec["symbol"]) or {}
+            took = current.get("txn") == rec["txn"]
+            _append_line(self.audit_path, {"event": "done" if took else "aborted", "txn": rec["txn"],
+                                           "at": _utc_now(), "settled": "after an interrupted write"})
+        return removed
 
     def audit_log(self) -> list[dict[str, Any]]:
-        """Every promotion and rollback, oldest first (a line torn by a kill is skipped)."""
-        try:
-            lines = self.audit_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
+        """Every promotion and rollback, oldest first, each with its ``status``: "done" (it
+        took effect), "aborted" (its writer died before the manifest changed) or "pending"
+        (being written now, or left by a killed writer and not yet settled)."""
+        records = _read_lines(self.audit_path)
+        outcome = {r["txn"]: r["event"] for r in records if r.get("event") in ("done", "aborted") and "txn" in r}
+        manifest = None
         out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
+        for rec in records:
+            event = rec.get("event")
+            if event is None and "action" in rec:  # written before intents were kept
+                out.append({**rec, "status": "done"})
+            elif event == "intent" and isinstance(rec.get("txn"), str):
+                status = outcome.get(rec["txn"])
+                if status is None:  # a reader does not settle, but can see what took effect
+                    if manifest is None:
+                        try:
+                            manifest = self.manifest()
+                        except ModelStoreError:
+                            manifest = {"instruments": {}}
+                    took = (manifest["instruments"].get(rec.get("symbol")) or {}).get("txn") == rec["txn"]
+                    status = "done" if took else "pending"
+                out.append({k: v for k, v in rec.items() if k != "event"} | {"status": status})
         return out
+
+
+def _entry_problem(symbol: Any, entry: Any) -> str | None:
+    """What is wrong with one manifest entry, or None."""
+    if not isinstance(entry, dict):
+        return f"expected a mapping, got {type(entry).__name__}"
+    version = entry.get("version")
+    m = _NAME.match(version) if isinstance(version, str) else None
+    if m is None:
+        return f"version {version!r} is not a <SYMBOL>_v<N> name"
+    if m["symbol"] != symbol:
+        return f"version {version} belongs to {m['symbol']}"
+    if not isinstance(entry.get("sha256"), str) or not _SHA256.match(entry["sha256"]):
+        return "sha256 is not a 64-digit hex string"
+    return None

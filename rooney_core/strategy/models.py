@@ -1,4 +1,4 @@
-"""Veto models as the strategy sees them, and how to load one.
+"""Veto models as the strategy sees them (loading one is the model store's job: rooney_core.model).
 
 The strategy asks ``model.probability(i, values)`` for bar ``i`` whose feature row (in
 ``model.feature_names`` order) is ``values``. Two adapters over any estimator with a
@@ -13,13 +13,8 @@ scikit-learn ``predict_proba``:
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import joblib
 import numpy as np
 import pandas as pd
-
-from rooney_core.errors import RooneyError
 
 
 class RowVeto:
@@ -46,21 +41,3 @@ class BatchedVeto(RowVeto):
     def probability(self, i: int, values: np.ndarray) -> float:
         p = self._p[i]
         return float(p) if p == p else super().probability(i, values)
-
-
-def load_veto_model(ref: str, cfg=None):
-    """Returns (model, name) for ``ref``: a stored version name (ES_v2, sha256 verified) or
-    a joblib bundle file exposing ``estimator``, ``feature_names`` and ``threshold``."""
-    path = Path(ref)
-    if not path.is_file() and cfg is not None:
-        from rooney_core.model import ModelStore
-
-        store = ModelStore(cfg.model_store_dir)
-        return store.load(ref), ref
-    if not path.is_file():
-        raise RooneyError(f"model {ref!r}: no such bundle file or stored version")
-    bundle = joblib.load(path)
-    for attr in ("estimator", "feature_names", "threshold"):
-        if not hasattr(bundle, attr):
-            raise RooneyError(f"{path}: not a veto model bundle (missing {attr!r})")
-    return bundle, path.stem

@@ -5,8 +5,10 @@ final refit on the whole training period, holdout evaluation, the bundle and its
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ import pandas as pd
 from rooney_core.errors import RooneyError
 from rooney_core.features import REGISTRY, REGISTRY_VERSION
 from rooney_core.model import VetoBundle
+from rooney_core.model.bundle import hashed_config
+from rooney_core.redact import redact_url
 from rooney_core.sessions import SessionCalendar
 from rooney_core.training.config import TrainingConfig, training_features
 from rooney_core.training.evaluation import evaluate_holdout
@@ -88,9 +92,11 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cal
         f"{len(folds)} folds, {tcfg.trials} trials, {len(features)} features")
 
     dhash = data_hash(rows[["signal_time", "exit_time", "pnl_net", "win", *features]])
-    name = study_name or f"{symbol}-{tcfg.hash()}-{dhash[:12]}"
-    study = create_study(tcfg, study_storage(tcfg, journal_path), name, pruning=pruning)
-    run_trials(study, make_objective(data, folds, tcfg), tcfg.trials, say)
+    shared = tcfg.shared_study is not None
+    # a run's own study: a unique name, so nothing a killed or concurrent run left is resumed
+    name = study_name or tcfg.shared_study or f"{symbol}-{tcfg.hash()}-{dhash[:12]}-{_run_tag()}"
+    study = create_study(tcfg, study_storage(tcfg, journal_path), name, pruning=pruning, shared=shared)
+    run_trials(study, make_objective(data, folds, tcfg), tcfg.trials, say, shared=shared)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise TrainingError(f"{symbol}: no trial completed in study {name}")
@@ -118,8 +124,14 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cal
     say(f"{symbol}: holdout Sharpe selected {sel['sharpe']:.2f} vs all {metrics['all']['sharpe']:.2f}, "
         f"AUC {metrics['auc']:.3f}, deflated Sharpe {metrics['deflated_sharpe']:.2f}")
     holdout = hold_df.assign(probability=p, selected=p >= threshold)
+    config = tcfg.model_dump(mode="json")
+    config["storage"] = redact_url(config["storage"])  # a password in the URL is never kept
     return TrainingResult(symbol, forest, features, float(threshold), params, metrics, study, holdout, curves,
-                          dhash, REGISTRY.schema_hash(features), tcfg.model_dump(mode="json"), folds)
+                          dhash, REGISTRY.schema_hash(features), config, folds)
+
+
+def _run_tag() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def make_bundle(result: TrainingResult, gates: dict | None = None) -> VetoBundle:
@@ -135,7 +147,7 @@ def make_bundle(result: TrainingResult, gates: dict | None = None) -> VetoBundle
 def _config_hash(config: dict) -> str:
     import json
 
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(hashed_config(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def model_gates(result: TrainingResult, min_selected: int) -> dict[str, dict]:

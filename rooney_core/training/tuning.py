@@ -145,31 +145,45 @@ def study_storage(tcfg: TrainingConfig, journal_path: Path) -> optuna.storages.B
     return JournalStorage(JournalFileBackend(str(journal_path)))
 
 
-def create_study(tcfg: TrainingConfig, storage, study_name: str, pruning: bool = True) -> optuna.Study:
+def create_study(tcfg: TrainingConfig, storage, study_name: str, pruning: bool = True,
+                 shared: bool = False) -> optuna.Study:
+    """A new study, or with ``shared`` the named study other processes may be working on.
+
+    A run's own study is never resumed: a study left by a killed run holds a trial stuck in
+    RUNNING and a sampler history the new run did not make, so resuming it would make the
+    result depend on when the kill came (R3)."""
     sampler = optuna.samplers.TPESampler(seed=tcfg.seed, n_startup_trials=min(10, max(2, tcfg.trials // 3)))
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if pruning and tcfg.pruner.kind == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=tcfg.pruner.n_startup_trials,
                                              n_warmup_steps=tcfg.pruner.n_warmup_steps)
     return optuna.create_study(storage=storage, study_name=study_name, direction="maximize", sampler=sampler,
-                               pruner=pruner, load_if_exists=True)
+                               pruner=pruner, load_if_exists=shared)
 
 
-def run_trials(study: optuna.Study, objective, n_trials: int,
-               progress: Callable[[str], None] | None = None) -> optuna.Study:
-    """Run trials until the study holds ``n_trials`` finished ones (so a resumed or shared
-    study does not overshoot), logging each as it ends."""
-    done = sum(t.state.is_finished() for t in study.trials)
-    remaining = max(0, n_trials - done)
+_COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def run_trials(study: optuna.Study, objective, n_trials: int, progress: Callable[[str], None] | None = None,
+               shared: bool = False) -> optuna.Study:
+    """Run ``n_trials`` trials, logging each as it ends. In a ``shared`` study, run until it
+    holds ``n_trials`` completed or pruned trials among all processes; a trial a killed
+    process left RUNNING is not counted (it never finished)."""
+    def counted(st: optuna.Study) -> int:
+        return len(st.get_trials(deepcopy=False, states=_COUNTED))
 
     def report(st: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if progress:
             value = f"{trial.value:.3f}" if trial.value is not None else trial.state.name.lower()
             best = f"{st.best_value:.3f}" if any(t.value is not None for t in st.trials) else "-"
-            progress(f"trial {trial.number + 1}/{n_trials}: {value} (best {best})")
+            done = counted(st) if shared else trial.number + 1
+            progress(f"trial {min(done, n_trials)}/{n_trials}: {value} (best {best})")
 
-    if remaining:
-        # trials run one after another (a seeded TPE stays reproducible); parallelism is inside
-        # each forest (n_jobs cores, same trees) and across processes sharing the study
-        study.optimize(objective, n_trials=remaining, callbacks=[report])
+    # trials run one after another (a seeded TPE stays reproducible); parallelism is inside
+    # each forest (n_jobs cores, same trees) and across processes sharing a study
+    if not shared:
+        study.optimize(objective, n_trials=n_trials, callbacks=[report])
+    elif counted(study) < n_trials:
+        stop = optuna.study.MaxTrialsCallback(n_trials, states=_COUNTED)
+        study.optimize(objective, n_trials=n_trials, callbacks=[report, stop])
     return study

@@ -149,7 +149,7 @@ def test_add_list_load_round_trip_and_names(tmp_path):
     assert (vdir / "report.html").read_bytes() == b"<html></html>"
     assert meta["content_hash"] == b.content_hash() and meta["threshold"] == 0.55
     assert meta["feature_names"] == FEATURES and meta["symbol"] == "ES" and "estimator" in meta
-    loaded = store.load("ES_v1", expected_sha256=meta["sha256"])
+    loaded = store.load("ES_v1")
     assert isinstance(loaded, VetoBundle) and loaded.content_hash() == meta["content_hash"]
     x = np.random.default_rng(3).normal(size=(5, 4))
     np.testing.assert_array_equal(loaded.predict_proba(x), b.predict_proba(x))
@@ -185,7 +185,7 @@ def test_tampered_bundle_is_refused(tmp_path):
     store = ModelStore(tmp_path)
     name = store.add_version(make_bundle())
     store.promote(name, by="alice")
-    path = tmp_path / "versions" / name / "bundle.joblib"
+    path = tmp_path / "versions" / name / "bundle.skops"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -199,20 +199,34 @@ def test_tampered_bundle_is_refused(tmp_path):
         store.promote(name, by="bob")
 
 
-def test_metadata_rewritten_to_match_is_still_refused_by_the_manifest(tmp_path):
+@pytest.mark.parametrize("promoted", [True, False])
+def test_metadata_rewritten_to_match_is_still_refused(tmp_path, promoted):
+    """Issue 7 reproduction: swap bundle.skops for another real bundle and rewrite sha256 in
+    metadata.json to match. The manifest (production) or versions.log (any other version)
+    decides, never metadata.json."""
     store = ModelStore(tmp_path)
     name = store.add_version(make_bundle())
-    store.promote(name, by="alice")
+    if promoted:
+        store.promote(name, by="alice")
     vdir = tmp_path / "versions" / name
     other = ModelStore(tmp_path / "other")
     swapped = other.add_version(make_bundle(seed=99))
-    (vdir / "bundle.joblib").write_bytes((tmp_path / "other" / "versions" / swapped / "bundle.joblib").read_bytes())
+    (vdir / "bundle.skops").write_bytes((tmp_path / "other" / "versions" / swapped / "bundle.skops").read_bytes())
     meta = json.loads((vdir / "metadata.json").read_text())
     meta["sha256"] = other.load_metadata(swapped)["sha256"]
     (vdir / "metadata.json").write_text(json.dumps(meta))
-    store.load(name)  # consistent with its own metadata...
-    with pytest.raises(ModelIntegrityError, match="from the manifest"):
-        store.load_production("ES")  # ...but not with what was promoted
+    source = "the manifest" if promoted else "versions.log"
+    with pytest.raises(ModelIntegrityError, match=f"from {source}"):
+        store.load(name)
+    with pytest.raises(ModelIntegrityError, match=f"from {source}"):
+        store.verify(name)
+    if promoted:
+        with pytest.raises(ModelIntegrityError, match="from the manifest"):
+            store.load_production("ES")
+    else:
+        with pytest.raises(ModelIntegrityError):
+            store.promote(name, by="mallory")
+    assert "damaged" in store.list_versions("ES")[0]
 
 
 # ---- manifest -----------------------------------------------------------------------------
@@ -246,7 +260,8 @@ def test_promote_production_rollback_and_audit(tmp_path):
     assert [(r["action"], r["version"], r["replaced"], r["by"]) for r in log] == [
         ("promote", v1, None, "alice"), ("promote", v2, v1, "bob"), ("promote", v3, v2, "carol"),
         ("rollback", v2, v3, "dave"), ("rollback", v1, v2, "dave")]
-    assert len((tmp_path / "audit.log").read_text().splitlines()) == 5
+    assert {r["status"] for r in log} == {"done"}
+    assert len((tmp_path / "audit.log").read_text().splitlines()) == 10  # an intent and an outcome each
 
 
 def test_audit_line_torn_by_a_kill_does_not_swallow_the_next(tmp_path):
@@ -332,13 +347,16 @@ def test_death_just_before_publishing_changes_nothing_visible(tmp_path):
         assert proc.exitcode == 3
     assert [m["version"] for m in store.list_versions()] == [v1, v2]
     assert store.manifest_path.read_bytes() == manifest_before and store.load_production("ES")[0] == v1
-    # The audit line is written before the manifest: the failed promotion's intent is on record.
-    assert [r["by"] for r in store.audit_log()] == ["alice", "doomed"]
+    # The intent is on record, but the log does not claim it took effect...
+    assert [(r["by"], r["status"]) for r in store.audit_log()] == [("alice", "done"), ("doomed", "pending")]
     removed = store.cleanup_temp()  # the dead writer's version dir and manifest temp file
     assert sorted(p.parent.name for p in removed) == sorted([tmp_path.name, "versions"])
     assert not [p for p in (tmp_path / "versions").iterdir() if p.name.startswith(".")]
     assert not list(tmp_path.glob(".manifest.json.*"))
-    assert store.add_version(make_bundle(seed=3)) == "ES_v3"
+    # ...and the next write settles it as aborted.
+    assert [(r["by"], r["status"]) for r in store.audit_log()] == [("alice", "done"), ("doomed", "aborted")]
+    # The dead writer had recorded ES_v3 before its rename: the number is never reused.
+    assert store.add_version(make_bundle(seed=3)) == "ES_v4"
 
 
 def _promote_many(root: str, names: list[str], start, tag: str, count: int) -> None:

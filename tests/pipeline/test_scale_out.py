@@ -88,8 +88,8 @@ WORKER = textwrap.dedent("""
     def objective(trial):
         trial.set_user_attr("pid", os.getpid())
         return inner(trial)
-    study = create_study(tcfg, study_storage(tcfg, Path(sys.argv[2])), "shared-study")
-    run_trials(study, objective, tcfg.trials)
+    study = create_study(tcfg, study_storage(tcfg, Path(sys.argv[2])), "shared-study", shared=True)
+    run_trials(study, objective, tcfg.trials, shared=True)
 """)
 
 
@@ -110,6 +110,6 @@ def test_two_processes_share_one_optuna_study(prepared, tmp_path):
 
     study = optuna.load_study(study_name="shared-study", storage=JournalStorage(JournalFileBackend(str(journal))))
     finished = [t for t in study.trials if t.state.is_finished()]
-    assert len(finished) >= 8
+    assert 8 <= len(finished) <= 9  # the two stop together at 8 (one may finish a last trial in flight)
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both processes contributed
     assert len({t.number for t in study.trials}) == len(study.trials)  # no trial written twice

@@ -1,0 +1,98 @@
+"""Atomic, durable file writes: the one place that writes files that money depends on.
+
+Every write goes to a temporary file in the target's directory, is fsynced, and is renamed
+onto the target, so a reader sees the old file or the new one, never half of either (R2).
+
+Permissions follow the process umask, as ``open()`` would: ``mkstemp`` and ``mkdtemp``
+create 0600 files and 0700 directories, which would make a model store written by the
+pipeline unreadable to a live engine running as another user of the same group.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux reports it in /proc); falls back
+    to the set-and-restore dance elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir`` would give a new directory."""
+    return 0o777 & ~current_umask()
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes a rename in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new, empty temporary directory in ``parent`` with the umask's permissions."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, dir_mode())
+    return tmp
+
+
+def write_file_synced(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file and fsync it (for files inside a temporary directory that
+    is itself renamed into place)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, file_mode())
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        fsync_path(tmp_path)
+        os.replace(tmp_path, target)
+        fsync_path(target.parent)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(text: str, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def write_bytes_atomic(data: bytes, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
