@@ -20,6 +20,16 @@ def _split(value: str | None) -> list[str] | None:
     return [s.strip() for s in value.split(",") if s.strip()] if value else None
 
 
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --start/--end option: a calendar date, checked before any data is read."""
+    from rooney_core.config import parse_date
+
+    try:
+        return None if value is None else parse_date(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 def _cfg(ctx: click.Context):
     from rooney_core.config import load_config
 
@@ -66,8 +76,8 @@ def cli(ctx: click.Context, config_dir: Path | None, verbose: bool) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write <SYMBOL>_bt.csv files into.")
 @click.option("--symbols", default=None, help="Comma-separated symbols (default: sample_data.symbols).")
-@click.option("--start", default=None, help="First date, YYYY-MM-DD (default from pipeline.yml).")
-@click.option("--end", default=None, help="Last date, YYYY-MM-DD (default from pipeline.yml).")
+@click.option("--start", default=None, callback=_date, help="First date, YYYY-MM-DD (default from pipeline.yml).")
+@click.option("--end", default=None, callback=_date, help="Last date, YYYY-MM-DD (default from pipeline.yml).")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed, same files).")
 @click.option("--edge", type=float, default=None, help="Strength of the planted edge; 0 = null market.")
 @click.option("--interval", type=click.Choice(["1", "5", "15", "30", "60"]), default="1",
@@ -113,18 +123,12 @@ def check_data(ctx, data_dir: Path, symbols: str | None) -> None:
     for sym in syms:
         inst = cfg.instrument(sym)
         path = csv_path(data_dir, sym)
-        try:
-            if not path.is_file():
-                raise RooneyError(f"{path}: file not found")
+        try:  # a missing, unreadable or non-regular file is one DataValidationError: go on
             raw = read_raw_bars(path, inst.calendar, cfg.pipeline.data.repairs)
         except DataValidationError as err:
             bad += 1
             for p in err.problems:
                 click.echo(str(p), err=True)
-            continue
-        except RooneyError as err:
-            bad += 1
-            click.echo(str(err), err=True)
             continue
         repairs = ", ".join(f"{k}={v}" for k, v in raw.repairs.items()) or "none"
         click.echo(f"{sym}: ok, {len(raw)} bars of {raw.interval_minutes} min, "
@@ -207,8 +211,9 @@ TRADE_CSV_COLUMNS = ["entry_time", "exit_time", "entry_price", "exit_price", "ex
 @cli.command("backtest")
 @click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--symbol", required=True)
-@click.option("--start", default=None, help="First date YYYY-MM-DD (default: pipeline.yml backtest.start).")
-@click.option("--end", default=None, help="Last date (default: end of data).")
+@click.option("--start", default=None, callback=_date,
+              help="First date YYYY-MM-DD (default: pipeline.yml backtest.start).")
+@click.option("--end", default=None, callback=_date, help="Last date YYYY-MM-DD (default: end of data).")
 @click.option("--model", "model_ref", default=None,
               help="Veto model: a stored version such as ES_v2 (resolved only inside the model store, "
                    "sha256 verified).")
@@ -347,7 +352,11 @@ def models_list(ctx, symbol: str | None) -> None:
         click.echo("no stored versions")
         return
     try:
-        production = {s: e["version"] for s, e in store.manifest()["instruments"].items()}
+        production = store.production_versions()
+        damaged = sorted(s for s, v in production.items() if v is None)
+        if damaged:
+            click.echo(f"warning: the manifest entry of {', '.join(damaged)} is damaged; "
+                       "promote a version by hand to replace it", err=True)
     except RooneyError as err:  # a damaged manifest must not hide the versions
         click.echo(f"warning: {err}", err=True)
         production = {}

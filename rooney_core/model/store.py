@@ -278,7 +278,13 @@ class ModelStore:
                 out.append({"version": name, "symbol": sym, "number": n, "damaged": str(exc)})
                 continue
             rec = records.get(name)
-            if rec is None:
+            try:
+                regular = stat.S_ISREG(os.lstat(self.versions_dir / name / BUNDLE_FILE).st_mode)
+            except OSError:
+                regular = False
+            if not regular:
+                meta["damaged"] = f"{BUNDLE_FILE} is missing or not a regular file"
+            elif rec is None:
                 meta["damaged"] = f"no record in {RECORDS_FILE}: it cannot be verified and is never loaded"
             elif rec.get("sha256") != meta.get("sha256"):
                 meta["damaged"] = f"{METADATA_FILE} disagrees with {RECORDS_FILE} (edited after it was stored)"
@@ -292,7 +298,7 @@ class ModelStore:
             raise ModelIntegrityError(f"refused: {RECORDS_FILE} holds conflicting records for {name} "
                                       "(the log was edited)")
         rec = self.records().get(name)
-        entry = self.manifest()["instruments"].get(symbol)
+        entry = self.production_entry(symbol)
         if entry is not None and entry["version"] == name:
             if rec is not None and rec.get("sha256") != entry["sha256"]:
                 raise ModelIntegrityError(f"refused: {name}: the manifest's sha256 {entry['sha256']} differs from "
@@ -368,7 +374,8 @@ class ModelStore:
 
     def manifest(self) -> dict[str, Any]:
         """The production manifest (``{"instruments": {}, "updated_at": None}`` if none yet).
-        ModelStoreError if the file or any entry in it is damaged."""
+        ModelStoreError if the file is damaged; a damaged entry is reported only when its
+        instrument is asked for (``production_entry``), so it cannot stop the others."""
         try:
             data = json.loads(_read_regular_file(self.manifest_path).decode("utf-8"))
         except ModelIntegrityError:
@@ -379,15 +386,26 @@ class ModelStore:
             raise ModelStoreError(f"{self.manifest_path}: not valid JSON ({exc})") from None
         if not isinstance(data, dict) or not isinstance(data.get("instruments"), dict):
             raise ModelStoreError(f"{self.manifest_path}: no 'instruments' mapping; not a model manifest")
-        for symbol, entry in data["instruments"].items():
-            problem = _entry_problem(symbol, entry)
-            if problem:
-                raise ModelStoreError(f"{self.manifest_path}: the entry for {symbol!r} is damaged ({problem}); "
-                                      "restore the file or promote a version by hand")
         return data
 
+    def production_entry(self, symbol: str, man: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The manifest entry of ``symbol`` (None if it has none); ModelStoreError if damaged."""
+        entry = (man or self.manifest())["instruments"].get(symbol)
+        problem = None if entry is None else _entry_problem(symbol, entry)
+        if problem:
+            raise ModelStoreError(f"{self.manifest_path}: the entry for {symbol!r} is damaged ({problem}); "
+                                  "restore the file or promote a version by hand")
+        return entry
+
+    def production_versions(self) -> dict[str, str | None]:
+        """Each instrument's production version, None where its entry is damaged (for listings)."""
+        out: dict[str, str | None] = {}
+        for symbol, entry in self.manifest()["instruments"].items():
+            out[symbol] = None if _entry_problem(symbol, entry) else entry["version"]
+        return out
+
     def production(self, symbol: str) -> str | None:
-        entry = self.manifest()["instruments"].get(symbol)
+        entry = self.production_entry(symbol)
         return entry["version"] if entry else None
 
     def load_production(self, symbol: str) -> tuple[str, VetoBundle] | None:
@@ -405,7 +423,10 @@ class ModelStore:
         with self._lock():
             self._settle()
             man = self.manifest()
-            cur = man["instruments"].get(symbol)
+            try:
+                cur = self.production_entry(symbol, man)
+            except ModelStoreError:
+                cur = None  # promoting by hand is how a damaged entry is replaced
             if cur and cur["version"] == name:
                 return cur
             sha256 = self.verify(name)  # a tampered file never reaches production
@@ -423,7 +444,7 @@ class ModelStore:
         with self._lock():
             self._settle()
             man = self.manifest()
-            cur = man["instruments"].get(symbol)
+            cur = self.production_entry(symbol, man)
             if not cur or not cur.get("previous"):
                 now = cur["version"] if cur else "nothing"
                 raise ModelStoreError(f"rollback {symbol}: no earlier production version recorded (current: {now})")
@@ -458,12 +479,11 @@ class ModelStore:
         its real one, and remove its manifest temp files (returned)."""
         removed = self._remove_manifest_temps()
         man = None
-        for rec in self.audit_log():
+        for rec in self._audit_entries(resolve=False):
             if rec["status"] != "pending":
                 continue
             man = man or self.manifest()
-            current = man["instruments"].get(rec["symbol"]) or {}
-            took = current.get("txn") == rec["txn"]
+            took = _txn(man, rec.get("symbol")) == rec["txn"]
             _append_line(self.audit_path, {"event": "done" if took else "aborted", "txn": rec["txn"],
                                            "at": _utc_now(), "settled": "after an interrupted write"})
         return removed
@@ -472,6 +492,12 @@ class ModelStore:
         """Every promotion and rollback, oldest first, each with its ``status``: "done" (it
         took effect), "aborted" (its writer died before the manifest changed) or "pending"
         (being written now, or left by a killed writer and not yet settled)."""
+        return self._audit_entries(resolve=True)
+
+    def _audit_entries(self, resolve: bool) -> list[dict[str, Any]]:
+        """Intents with the outcome written for them; with ``resolve``, an intent without one
+        counts as done if the manifest carries its transaction (the writer died after the
+        switch), which a reader may conclude but only ``_settle`` writes down."""
         records = _read_lines(self.audit_path)
         outcome = {r["txn"]: r["event"] for r in records if r.get("event") in ("done", "aborted") and "txn" in r}
         manifest = None
@@ -482,16 +508,24 @@ class ModelStore:
                 out.append({**rec, "status": "done"})
             elif event == "intent" and isinstance(rec.get("txn"), str):
                 status = outcome.get(rec["txn"])
-                if status is None:  # a reader does not settle, but can see what took effect
+                if status is None and not resolve:
+                    status = "pending"
+                elif status is None:
                     if manifest is None:
                         try:
                             manifest = self.manifest()
                         except ModelStoreError:
                             manifest = {"instruments": {}}
-                    took = (manifest["instruments"].get(rec.get("symbol")) or {}).get("txn") == rec["txn"]
+                    took = _txn(manifest, rec.get("symbol")) == rec["txn"]
                     status = "done" if took else "pending"
                 out.append({k: v for k, v in rec.items() if k != "event"} | {"status": status})
         return out
+
+
+def _txn(man: dict[str, Any], symbol: Any) -> str | None:
+    """The transaction id of ``symbol``'s manifest entry, if it has a readable one."""
+    entry = man["instruments"].get(symbol) if isinstance(symbol, str) else None
+    return entry.get("txn") if isinstance(entry, dict) else None
 
 
 def _entry_problem(symbol: Any, entry: Any) -> str | None:
