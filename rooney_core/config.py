@@ -1,21 +1,32 @@
 """Validated configuration: one pydantic model per YAML file in ``configs/``, one loader.
 
 Every model forbids extra keys, so a typo is an error naming the file and the key, raised
-before any work starts (R5). Cross-file rules (a pair or a pipeline symbol that is not an
-instrument, an unknown feature) are checked here too.
+before any work starts (R5). The one YAML reader (``read_yaml``) refuses a key given twice;
+every float refuses infinity and NaN; dates and durations are parsed at load. Cross-file
+rules (a pair or a pipeline symbol that is not an instrument, an unknown feature, an
+instrument listed twice) are checked here too.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from datetime import time
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from rooney_core.errors import ConfigError
 from rooney_core.sessions import SessionCalendar
@@ -26,17 +37,27 @@ DEFAULT_CONFIG_DIR = REPO_ROOT / "configs"
 M = TypeVar("M", bound=BaseModel)
 
 
+# An instrument symbol becomes part of file names (<SYMBOL>_bt.csv, training/<SYMBOL>.yml):
+# capital letters and digits only, so no symbol can point outside its directory.
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,16}")
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` or `.nan` in any float field is an error, not a silent
+    # infinite tick size or capital.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _parse_hhmm(value: Any) -> time:
     if isinstance(value, time):
         return value
-    if isinstance(value, int):  # YAML 1.1 reads 17:00 unquoted as sexagesimal 1020
-        return time(value // 60, value % 60)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads 17:00 unquoted as sexagesimal 1020
+        if 0 <= value < 24 * 60:
+            return time(value // 60, value % 60)
+        raise ValueError(f"expected a time 'HH:MM', got {value // 60}:{value % 60:02d}")
     m = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value))
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+    if isinstance(value, bool) or not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
         raise ValueError(f"expected a time 'HH:MM', got {value!r}")
     return time(int(m.group(1)), int(m.group(2)))
 
@@ -45,13 +66,62 @@ def _check_duration(value: str) -> str:
     import pandas as pd
 
     try:
-        pd.Timedelta(value)
+        td = pd.Timedelta(value)
     except ValueError as exc:
         raise ValueError(f"not a duration: {value!r}") from exc
+    if pd.isna(td):
+        raise ValueError(f"not a duration: {value!r}")
+    if td < pd.Timedelta(0):
+        raise ValueError(f"a duration cannot be negative, got {value!r}")
     return value
 
 
+def parse_date(value: Any) -> str:
+    """A calendar date 'YYYY-MM-DD' (a YAML date unquoted, or a string), as that string."""
+    if isinstance(value, datetime):
+        raise ValueError(f"expected a date 'YYYY-MM-DD' without a time, got {value}")
+    if isinstance(value, date):
+        return value.isoformat()
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"expected a date 'YYYY-MM-DD', got {value!r}")
+    try:
+        date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"not a calendar date: {value!r} ({exc})") from None
+    return value
+
+
+def _parse_month(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}", value):
+        raise ValueError(f"expected a month 'YYYY-MM', got {value!r}")
+    if not 1 <= int(value[5:]) <= 12:
+        raise ValueError(f"not a calendar month: {value!r}")
+    return value
+
+
+def _not_before_start(end: str | None, info: ValidationInfo) -> str | None:
+    start = info.data.get("start")  # absent when start itself was invalid
+    if end is not None and start is not None and end < start:  # ISO dates sort as strings
+        raise ValueError(f"end {end} is before start {start}")
+    return end
+
+
+def _symbol(value: str) -> str:
+    if not SYMBOL_PATTERN.fullmatch(value):
+        raise ValueError(f"an instrument symbol is 1-16 capital letters and digits (ES, 6E), got {value!r}")
+    return value
+
+
+def _or_none(parse: Any) -> Any:
+    # one validator for "a date or null" (a union would report each branch's error)
+    return BeforeValidator(lambda v: None if v is None else parse(v))
+
+
 HHMM = Annotated[time, Field(description="exchange-local time 'HH:MM'")]
+IsoDate = Annotated[str, BeforeValidator(parse_date)]
+IsoDateOrNone = Annotated[str | None, _or_none(parse_date)]
+IsoMonthOrNone = Annotated[str | None, _or_none(_parse_month)]
+Symbol = Annotated[str, AfterValidator(_symbol)]
 
 
 # --- instruments.yml ---------------------------------------------------------------------
@@ -126,10 +196,10 @@ class Instrument(Strict):
 class InstrumentsConfig(Strict):
     sessions: dict[str, SessionSpec]
     costs: Costs
-    instruments: dict[str, InstrumentSpec]
+    instruments: dict[Symbol, InstrumentSpec]
 
     def get(self, symbol: str) -> Instrument:
-        if symbol not in self.instruments:
+        if not isinstance(symbol, str) or symbol not in self.instruments:
             raise ConfigError(
                 f"unknown instrument {symbol!r}: not in instruments.yml "
                 f"(known: {', '.join(sorted(self.instruments))})"
@@ -164,6 +234,8 @@ class EntryRules(Strict):
     @field_validator("windows", mode="before")
     @classmethod
     def _windows(cls, v: Any) -> Any:
+        if not isinstance(v, list) or not all(isinstance(w, list | tuple) for w in v):
+            raise ValueError("expected a list of [start, end] pairs of 'HH:MM' times")
         return [tuple(_parse_hhmm(x) for x in w) for w in v]
 
 
@@ -201,6 +273,13 @@ class FeaturesConfig(Strict):
 
     _td = field_validator("pair_max_staleness")(_check_duration)
 
+    @field_validator("selection")
+    @classmethod
+    def _some(cls, v: Literal["all"] | list[str]) -> Literal["all"] | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError('list at least one feature, or "all"')
+        return v
+
 
 # --- pipeline.yml ------------------------------------------------------------------------
 
@@ -217,23 +296,25 @@ class Repairs(Strict):
 
 class DataSection(Strict):
     dir: str | None = None
-    symbols: list[str]
+    symbols: list[str] = Field(min_length=1)
     repairs: Repairs = Repairs()
 
 
 class SampleDataSection(Strict):
     out_dir: str
-    symbols: list[str]
-    start: str
-    end: str
-    seed: int
+    symbols: list[str] = Field(min_length=1)
+    start: IsoDate
+    end: IsoDate
+    seed: int = Field(ge=0)
     edge: float = Field(ge=0)
     overlap_dir: str | None = None
     overlap_years: int = Field(default=2, ge=1)
 
+    _end = field_validator("end")(_not_before_start)
+
 
 class FeatureValidationSection(Strict):
-    month: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
+    month: IsoMonthOrNone = None
     overlap_dir: str | None = None
     tolerance: float = Field(default=0.05, gt=0)
     min_agreement: float = Field(default=0.95, gt=0, le=1)
@@ -241,9 +322,11 @@ class FeatureValidationSection(Strict):
 
 
 class BacktestSection(Strict):
-    start: str = "2023-01-01"                # default period start; end = end of data
-    end: str | None = None
+    start: IsoDate = "2023-01-01"            # default period start; end = end of data
+    end: IsoDateOrNone = None
     initial_capital: float = Field(default=100_000.0, gt=0)
+
+    _end = field_validator("end")(_not_before_start)
 
 
 class ReconciliationSection(Strict):
@@ -284,31 +367,97 @@ class PipelineConfig(Strict):
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "<root>"
+    return ".".join(str(p) for p in loc if p != "[key]") or "<root>"
+
+
+def format_validation_error(exc: ValidationError, where: Any = None) -> list[str]:
+    """One line per error: file, key, what is wrong and the value given.
+
+    ``where(loc)`` names the file(s) of an error; by default none (the caller prefixes)."""
+    lines = []
+    for e in exc.errors():
+        head = f"{where(e['loc'])}: " if where else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        quiet = e["type"] in ("extra_forbidden", "missing") or repr(e["input"]) in msg
+        got = "" if quiet else f" (got {e['input']!r})"
+        lines.append(f"{head}key '{_format_loc(e['loc'])}': {msg}{got}")
+    return lines
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node, path: Path) -> list[str]:
+    """Every key given twice in one mapping (PyYAML would silently keep the last value)."""
+    errors: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen:  # an alias may point back at a node already walked
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                    key = loader.construct_object(key_node)
+                    line = key_node.start_mark.line + 1
+                    if key in first:
+                        where = f"{path}: line {line}: key '{_format_loc((*loc, key))}'"
+                        errors.append((line, f"{where}: duplicate key, first set on line {first[key]} "
+                                             "(YAML would silently keep only the last value)"))
+                    else:
+                        first[key] = line
+                    stack.append((value_node, (*loc, key)))
+                else:
+                    stack.append((value_node, loc))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*loc, i)) for i, item in enumerate(node.value))
+    return [msg for _, msg in sorted(errors)]
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The one YAML reader for configs: safe, a mapping at the top, no key given twice.
+    Every failure is a ConfigError naming the file (and the line and key when known)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    loader.name = str(path)  # marks in YAML errors name the file
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return {}
+        dupes = _duplicate_keys(loader, root, path)
+        if dupes:
+            raise ConfigError("invalid config\n" + "\n".join(dupes))
+        raw = loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
 
 
 def load_yaml_model(path: Path, model: type[M]) -> M:
     """Read one YAML file into ``model``; every failure names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml(path)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"{path}: key '{_format_loc(e['loc'])}': {e['msg']}"
-            + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else "")
-            for e in exc.errors()
-        ]
-        raise ConfigError("invalid config\n" + "\n".join(lines)) from None
+        raise ConfigError("invalid config\n" + "\n".join(format_validation_error(exc, lambda _: path))) from None
 
 
 class RooneyConfig(Strict):
@@ -365,6 +514,16 @@ class RooneyConfig(Strict):
         return self.instruments.get(symbol)
 
 
+def _listed_twice(path: Path, key: str, names: list[str]) -> list[str]:
+    first: dict[str, int] = {}
+    errors = []
+    for i, name in enumerate(names):
+        if name in first:
+            errors.append(f"{path}: key '{key}.{i}': {name!r} is listed twice (first at {key}.{first[name]})")
+        first.setdefault(name, i)
+    return errors
+
+
 def config_dir_from_env() -> Path:
     return Path(os.environ.get("ROONEY_CONFIG_DIR") or DEFAULT_CONFIG_DIR).resolve()
 
@@ -393,12 +552,14 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> RooneyConfi
         for i, sym in enumerate(syms):
             if sym not in instruments.instruments:
                 errors.append(f"{pipe_file}: key '{key}.{i}': unknown instrument {sym!r} (not in instruments.yml)")
+        errors += _listed_twice(pipe_file, key, syms)
     if isinstance(features.selection, list):
         from rooney_core.features import REGISTRY
 
         for i, name in enumerate(features.selection):
             if name not in REGISTRY:
                 errors.append(f"{cdir / 'features.yml'}: key 'selection.{i}': unknown feature {name!r}")
+        errors += _listed_twice(cdir / "features.yml", "selection", features.selection)
     if errors:
         raise ConfigError("invalid config\n" + "\n".join(errors))
     return RooneyConfig(

@@ -1,42 +1,121 @@
 """Training configuration: ``configs/training/defaults.yml`` plus per-instrument overrides.
 
 An override file may set any key of the defaults and nothing else; nested mappings merge
-key by key, lists and scalars replace. Each file is checked on its own (so an error names
-the file and key that caused it), then the merged result is validated as a whole.
+key by key, lists and scalars replace. Each file's keys are checked on its own, then the
+merged result is validated as a whole, and each error names the layer (defaults.yml, the
+instrument's file or the profile) that set the offending key. The search space is checked
+value by value here, so a bad entry fails at load, not after minutes of tuning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PlainValidator, StrictInt, ValidationError, field_validator, model_validator
 
-from rooney_core.config import Strict, _format_loc
+from rooney_core.config import InstrumentsConfig, Strict, format_validation_error, load_yaml_model, read_yaml
 from rooney_core.errors import ConfigError
+
+# A profile is the name of a file in configs/training/, never a path.
+PROFILE_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _whole(v: Any, at_least: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= at_least
+
+
+def _max_depth(v: Any) -> int | None:
+    if v is None or _whole(v):
+        return v
+    raise ValueError(f"max_depth values are null (no limit) or a whole number >= 1, got {v!r}")
+
+
+def _min_samples_leaf(v: Any) -> int:
+    if _whole(v):
+        return v
+    raise ValueError(f"min_samples_leaf values are a whole number >= 1, got {v!r}")
+
+
+def _max_features(v: Any) -> str | int | float | None:
+    # sklearn's reading: an int is a number of features, a float a fraction of them
+    if v is None or v in ("sqrt", "log2") or _whole(v):
+        return v
+    if isinstance(v, float) and 0 < v <= 1:
+        return v
+    raise ValueError("max_features values are 'sqrt', 'log2', null (all), a fraction in (0, 1] "
+                     f"or a whole number of features >= 1, got {v!r}")
+
+
+def _class_weight(v: Any) -> str | None:
+    if v in (None, "balanced", "balanced_subsample"):
+        return v
+    raise ValueError(f"class_weight values are null, 'balanced' or 'balanced_subsample', got {v!r}")
 
 
 class IntRange(Strict):
-    low: int
-    high: int
-    step: int = 1
+    low: StrictInt
+    high: StrictInt
+    step: StrictInt = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if (self.high - self.low) % self.step:
+            raise ValueError(f"high - low ({self.high - self.low}) is not a multiple of step ({self.step})")
+        return self
 
 
 class FloatRange(Strict):
     low: float
     high: float
 
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        return self
+
 
 class SearchSpace(Strict):
+    """What Optuna may try (tuning.suggest_params). Lists are categorical choices."""
+
     n_estimators: IntRange
-    max_depth: list[int | None]
-    min_samples_leaf: list[int]
-    max_features: list[str | float]
+    max_depth: list[Annotated[int | None, PlainValidator(_max_depth)]]
+    min_samples_leaf: list[Annotated[int, PlainValidator(_min_samples_leaf)]]
+    max_features: list[Annotated[str | int | float | None, PlainValidator(_max_features)]]
     max_samples: FloatRange
-    class_weight: list[Literal["balanced", "balanced_subsample"] | None]
+    class_weight: list[Annotated[str | None, PlainValidator(_class_weight)]]
+
+    @field_validator("n_estimators")
+    @classmethod
+    def _trees(cls, v: IntRange) -> IntRange:
+        if v.low < 1:
+            raise ValueError(f"a forest needs at least 1 tree, got low {v.low}")
+        return v
+
+    @field_validator("max_samples")
+    @classmethod
+    def _fraction(cls, v: FloatRange) -> FloatRange:
+        if not (0 < v.low and v.high <= 1):
+            raise ValueError(f"max_samples is a fraction of the rows in (0, 1], got {v.low} .. {v.high}")
+        return v
+
+    @field_validator("max_depth", "min_samples_leaf", "max_features", "class_weight")
+    @classmethod
+    def _choices(cls, v: list) -> list:
+        if not v:
+            raise ValueError("list at least one value to try")
+        seen = set()
+        for x in v:
+            if (type(x), x) in seen:  # 1 and 1.0 differ for max_features
+                raise ValueError(f"{x!r} is listed twice")
+            seen.add((type(x), x))
+        return v
 
 
 class PrunerConfig(Strict):
@@ -56,31 +135,38 @@ class TrainingConfig(Strict):
     threshold_grid: list[float]
     objective: Literal["sharpe_selected"] = "sharpe_selected"
     trials: int = Field(ge=1)
-    seed: int
+    seed: int = Field(ge=0, le=2**32 - 1)  # numpy / sklearn random_state range
     n_jobs: int = Field(default=1, ge=1)
     pruner: PrunerConfig = PrunerConfig()
     storage: str | None = None
+    # A study name several processes work on together (each run otherwise tunes in a study of
+    # its own, so its result depends only on data, config and seed: R3 does not hold here).
+    shared_study: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
     search_space: SearchSpace
+
+    @field_validator("features")
+    @classmethod
+    def _some(cls, v: Literal["all"] | list[str]) -> Literal["all"] | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError('list at least one feature, or "all"')
+        return v
 
     @field_validator("threshold_grid")
     @classmethod
     def _grid(cls, v: list[float]) -> list[float]:
-        if not v or any(not 0 < x < 1 for x in v):
+        if not v:
+            raise ValueError("list at least one threshold")
+        if any(not 0 < x < 1 for x in v):
             raise ValueError("thresholds must be probabilities strictly between 0 and 1")
         return sorted(v)
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        """What defines the model: where the study is kept is left out (and a storage URL may
+        hold a password)."""
+        from rooney_core.model.bundle import hashed_config
 
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return raw
+        dumped = hashed_config(self.model_dump(mode="json"))
+        return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -88,6 +174,33 @@ def _merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
     return out
+
+
+def _set_keys(data: dict, prefix: tuple = ()) -> list[tuple]:
+    """Key paths a layer sets: the leaves of its nested mappings (a list is one leaf; an
+    empty mapping sets nothing, as in ``_merge``)."""
+    out = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out += _set_keys(v, (*prefix, k))
+        else:
+            out.append((*prefix, k))
+    return out
+
+
+def _record(origin: dict[tuple, Path], data: dict, path: Path) -> None:
+    """Note which layer set each key path last, as ``_merge`` does with the values."""
+    for key in _set_keys(data):
+        for old in [o for o in origin if o[: len(key)] == key or key[: len(o)] == o]:
+            del origin[old]  # replaced, or a scalar replaced by a mapping
+        origin[key] = path
+
+
+def _layers_of(loc: tuple, origin: dict[tuple, Path], layers: list[Path]) -> str:
+    """The layer(s) that set the value at ``loc`` (defaults.yml if none: a missing key)."""
+    keys = tuple(p for p in loc if isinstance(p, str))
+    hit = {origin[o] for o in origin if o[: len(keys)] == keys or keys[: len(o)] == o}
+    return " and ".join(str(p) for p in layers if p in hit) or str(layers[0])
 
 
 def _check_keys(path: Path, data: dict, model: type[Strict], prefix: str = "") -> list[str]:
@@ -105,31 +218,62 @@ def _check_keys(path: Path, data: dict, model: type[Strict], prefix: str = "") -
     return errors
 
 
-def load_training_config(config_dir: Path, symbol: str | None = None, profile: str | None = None) -> TrainingConfig:
-    """defaults.yml, then ``<symbol>.yml`` if present, then ``<profile>.yml`` (e.g. demo)."""
+def _layer_files(config_dir: Path, symbol: str | None, profile: str | None) -> list[Path]:
+    """defaults.yml, the instrument's file if any, the profile's. Names are checked before
+    any path is built from them: a symbol must be an instrument, a profile a plain name."""
     tdir = Path(config_dir) / "training"
+    if profile is not None and not PROFILE_PATTERN.fullmatch(profile):
+        raise ConfigError(f"training profile {profile!r}: a profile is a plain name (letters, digits, _ and -) "
+                          f"of a file in {tdir}, not a path")
+    if symbol is not None:
+        instruments_file = Path(config_dir) / "instruments.yml"
+        try:
+            load_yaml_model(instruments_file, InstrumentsConfig).get(symbol)
+        except ConfigError as exc:
+            raise ConfigError(f"{instruments_file}: {exc}") from None
     layers = [tdir / "defaults.yml"]
     if not layers[0].is_file():
         raise ConfigError(f"{layers[0]}: training defaults not found")
-    for name in (symbol, profile):
-        if name and (tdir / f"{name}.yml").is_file():
-            layers.append(tdir / f"{name}.yml")
-        elif name == profile and name:
-            raise ConfigError(f"{tdir / f'{name}.yml'}: training profile not found")
+    if symbol is not None and (tdir / f"{symbol}.yml").is_file():
+        layers.append(tdir / f"{symbol}.yml")
+    if profile is not None:
+        if not (tdir / f"{profile}.yml").is_file():
+            raise ConfigError(f"{tdir / f'{profile}.yml'}: training profile not found")
+        layers.append(tdir / f"{profile}.yml")
+    return layers
+
+
+def load_training_config(config_dir: Path, symbol: str | None = None, profile: str | None = None) -> TrainingConfig:
+    """defaults.yml, then ``<symbol>.yml`` if present, then ``<profile>.yml`` (e.g. demo).
+
+    Raises ConfigError naming the layer file and the key of every problem."""
+    layers = _layer_files(config_dir, symbol, profile)
     merged: dict[str, Any] = {}
+    origin: dict[tuple, Path] = {}
     errors: list[str] = []
     for path in layers:
-        data = _read(path)
+        data = read_yaml(path)
         errors += _check_keys(path, data, TrainingConfig)
         merged = _merge(merged, data)
+        _record(origin, data, path)
     if errors:
         raise ConfigError("invalid training config\n" + "\n".join(errors))
     try:
-        return TrainingConfig.model_validate(merged)
+        tcfg = TrainingConfig.model_validate(merged)
     except ValidationError as exc:
-        files = ", ".join(str(p) for p in layers)
-        lines = [f"key '{_format_loc(e['loc'])}': {e['msg']} (got {e['input']!r})" for e in exc.errors()]
-        raise ConfigError(f"invalid training config (from {files})\n" + "\n".join(lines)) from None
+        lines = format_validation_error(exc, lambda loc: _layers_of(loc, origin, layers))
+        raise ConfigError("invalid training config\n" + "\n".join(lines)) from None
+    from rooney_core.features import REGISTRY
+
+    for key in ("features", "exclude_features"):
+        names = getattr(tcfg, key)
+        for i, name in enumerate(names if isinstance(names, list) else []):
+            if name not in REGISTRY:
+                errors.append(f"{_layers_of((key,), origin, layers)}: key '{key}.{i}': unknown feature {name!r} "
+                              "(see `rooney features --list`)")
+    if errors:
+        raise ConfigError("invalid training config\n" + "\n".join(errors))
+    return tcfg
 
 
 def training_features(tcfg: TrainingConfig, registry_names: list[str]) -> list[str]:
