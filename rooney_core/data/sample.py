@@ -71,12 +71,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from scipy.signal import lfilter
 
 from rooney_core.config import (
@@ -86,6 +87,7 @@ from rooney_core.config import (
     _parse_hhmm,
     config_dir_from_env,
     load_yaml_model,
+    parse_date,
 )
 from rooney_core.errors import ConfigError
 from rooney_core.sessions import SessionCalendar
@@ -174,7 +176,7 @@ class MarketInstrument(Strict):
 
 
 class SampleMarket(Strict):
-    reference_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    reference_date: Annotated[str, BeforeValidator(parse_date)]
     holidays: list[str] = []
     band_half_life_days: float = Field(gt=0)
     session_gap_hours: float = Field(ge=0)

@@ -3,9 +3,11 @@ the desk's reference trade lists: per instrument, all with the production IbsStr
 
 import dagster as dg
 import pandas as pd
+from pydantic import field_validator
 
 from rooney_core.backtest.reconcile import ReconciliationError, read_reference_trades, reconcile
 from rooney_core.backtest.runner import run_backtest
+from rooney_core.config import parse_date
 from rooney_core.reports import equity_curve
 from rooney_core.training.candidates import extract_candidates
 from rooney_pipeline.metadata import plain, png, table
@@ -53,6 +55,11 @@ class BacktestConfig(dg.Config):
     """First date (YYYY-MM-DD); default pipeline.yml backtest.start."""
     end: str | None = None
     """Last date; default pipeline.yml backtest.end, else the end of the data."""
+
+    @field_validator("start", "end")
+    @classmethod
+    def _date(cls, v: str | None) -> str | None:
+        return None if v is None else parse_date(v)  # a bad date fails before the run starts
 
 
 def production_model(rooney: RooneyResource, symbol: str):

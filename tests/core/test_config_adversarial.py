@@ -156,6 +156,27 @@ def test_inf_in_sample_market_is_refused(config_dir):
     assert_names(str(exc.value), path, "vol_regime.fast_sd", "finite")
 
 
+def test_impossible_reference_date_in_sample_market_is_refused(config_dir):
+    path = config_dir / "sample_market.yml"
+    text = path.read_text()
+    import re
+
+    path.write_text(re.sub(r"reference_date: .*", 'reference_date: "2015-13-45"', text, count=1))
+    with pytest.raises(ConfigError) as exc:
+        load_sample_market(config_dir)
+    assert_names(str(exc.value), path, "reference_date", "not a calendar date")
+
+
+def test_dagster_backtest_run_config_dates_are_parsed():
+    from pydantic import ValidationError
+
+    from rooney_pipeline.assets.trades import BacktestConfig
+
+    assert BacktestConfig(start="2023-01-02").start == "2023-01-02"
+    with pytest.raises(ValidationError, match="not a calendar date"):
+        BacktestConfig(start="2023-13-45")
+
+
 @pytest.mark.parametrize(
     "text,fragment",
     [("a: 1\nb: {c: 2, c: 3}\n", "key 'b.c': duplicate key"),
