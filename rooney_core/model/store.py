@@ -226,18 +226,19 @@ class ModelStore:
         return sorted(out)
 
     def records(self) -> dict[str, dict[str, Any]]:
-        """The first record of each version in versions.log (later lines for the same name
-        cannot change it: they are reported as conflicts by ``_expected_sha256``)."""
+        """The first record of each version in versions.log. A later line for the same name
+        cannot change it; one with another sha256 marks the record ``conflicting`` (the log
+        was edited), and such a version is refused."""
         out: dict[str, dict[str, Any]] = {}
         for rec in _read_lines(self.records_path):
             name = rec.get("version")
-            if isinstance(name, str) and name not in out:
+            if not isinstance(name, str):
+                continue
+            if name not in out:
                 out[name] = rec
+            elif rec.get("sha256") != out[name].get("sha256"):
+                out[name] = {**out[name], "conflicting": True}
         return out
-
-    def _conflicting(self, name: str) -> bool:
-        shas = {r.get("sha256") for r in _read_lines(self.records_path) if r.get("version") == name}
-        return len(shas) > 1
 
     def _next_number(self, symbol: str) -> int:
         recorded = [int(m["n"]) for m in map(_NAME.match, self.records()) if m and m["symbol"] == symbol]
@@ -294,10 +295,10 @@ class ModelStore:
     def _expected_sha256(self, name: str) -> tuple[str, str]:
         """(sha256, where it comes from) that version ``name``'s bundle must have."""
         symbol = _NAME.match(name)["symbol"]
-        if self._conflicting(name):
+        rec = self.records().get(name)
+        if rec is not None and rec.get("conflicting"):
             raise ModelIntegrityError(f"refused: {RECORDS_FILE} holds conflicting records for {name} "
                                       "(the log was edited)")
-        rec = self.records().get(name)
         entry = self.production_entry(symbol)
         if entry is not None and entry["version"] == name:
             if rec is not None and rec.get("sha256") != entry["sha256"]:
