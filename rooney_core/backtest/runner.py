@@ -19,8 +19,9 @@ from rooney_core.backtest.metrics import daily_equity, equity_by_bar, performanc
 from rooney_core.config import Instrument, StrategyConfig
 from rooney_core.errors import RooneyError
 from rooney_core.strategy import rules as strategy_rules
+from rooney_core.strategy.engine import VetoModel
 from rooney_core.strategy.feed import ArrayFeed
-from rooney_core.strategy.ibs_strategy import IbsStrategy, PrecomputedFeatures, VetoModel
+from rooney_core.strategy.ibs_strategy import IbsStrategy, PrecomputedFeatures
 from rooney_core.strategy.models import BatchedVeto, RowVeto
 
 TRADE_COLUMNS = ["signal_time", "entry_time", "entry_price", "exit_signal_time", "exit_time", "exit_price",
@@ -121,10 +122,7 @@ def run_backtest(
     for col in ("signal_time", "entry_time", "exit_signal_time", "exit_time"):
         trades[col] = pd.to_datetime(trades[col])
     decisions = pd.DataFrame(strat.decisions, columns=["time", "event", "reason", "price", "probability"])
-    open_position = None
-    if strat.position_state is not None and strat.entry is not None and "entry_price" in strat.entry:
-        open_position = {**strat.entry, "contracts": strat.position_state.contracts,
-                         "bars_held": strat.position_state.bars_held}
+    open_position = strat.core.open_position()
     ts = bars.index.values
     equity, held = equity_by_bar(ts, bars["close"].to_numpy(), trades, instrument.point_value, capital,
                                  open_position)

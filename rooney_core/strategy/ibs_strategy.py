@@ -1,26 +1,23 @@
-"""``IbsStrategy``: the one Backtrader strategy for backtests, candidate extraction, paper
-and live. Only the feature source (precomputed arrays here, a rolling buffer live) and the
+"""``IbsStrategy``: the one Backtrader strategy, for backtests and candidate extraction: a
+thin adapter over the decision core (``engine.py``), which the live and portfolio engines
+run too. Only the feature source (precomputed arrays here, a rolling buffer live) and the
 broker differ between them.
 
-At each bar's close it reads the features as of that close, applies the pure rules of
-``rules.py`` and places market orders; Backtrader fills them at the next bar's open plus
-the configured slippage (never at the signal bar's close). Every signal, veto, order and
-fill is kept in ``decisions`` with its reason.
+At each bar's close it gives the core the bar and its features as of that close and places
+the market order the core returns; Backtrader fills it at the next bar's open plus the
+configured slippage (never at the signal bar's close), and the fill goes back to the core.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import time
 from typing import Protocol
 
 import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from rooney_core.config import Instrument, StrategyConfig
-from rooney_core.strategy import rules
+from rooney_core.strategy.engine import BUY, DecisionCore
 
 log = logging.getLogger(__name__)
 
@@ -54,45 +51,9 @@ class PrecomputedFeatures:
         return self._values[:, self.names.index(name)]
 
 
-class VetoModel(Protocol):
-    """What the strategy needs from a veto model (see ``models.py`` for the adapters)."""
-
-    feature_names: list[str]
-    threshold: float
-
-    def probability(self, i: int, values: np.ndarray) -> float: ...
-
-
-@dataclass(frozen=True)
-class VetoDecision:
-    allowed: bool
-    probability: float | None
-    reason: str
-
-
-def veto_decision(model: VetoModel | None, source_names: list[str], row: np.ndarray,
-                  veto_enabled: bool, when_no_model: str, i: int = -1) -> VetoDecision:
-    """Ask the model (if any) whether to take a base entry. Missing or warming-up features
-    veto the entry with the reason, never become zeros (parity rule 6)."""
-    if not veto_enabled:
-        return VetoDecision(True, None, "veto off")
-    if model is None:
-        if when_no_model == "trade_unfiltered":
-            return VetoDecision(True, None, "no model deployed: trading unfiltered")
-        return VetoDecision(False, None, "no model deployed: not trading")
-    idx = [source_names.index(n) for n in model.feature_names]
-    values = row[idx]
-    missing = [n for n, v in zip(model.feature_names, values, strict=True) if v != v]
-    if missing:
-        return VetoDecision(False, None, f"missing or warming-up features: {', '.join(missing)}")
-    p = float(model.probability(i, values))
-    if p >= model.threshold:
-        return VetoDecision(True, p, f"P(win) {p:.3f} >= threshold {model.threshold:.3f}")
-    return VetoDecision(False, p, f"P(win) {p:.3f} < threshold {model.threshold:.3f}")
-
-
 class IbsStrategy(bt.Strategy):
-    """Long-only IBS mean reversion on one instrument, one position at a time."""
+    """Backtrader adapter over the decision core: bars and features in, the core's orders out
+    to Backtrader's broker, its fills back to the core. Nothing here decides."""
 
     params = (
         ("rules", None),  # StrategyConfig
@@ -103,99 +64,36 @@ class IbsStrategy(bt.Strategy):
     )
 
     def __init__(self):
-        cfg: StrategyConfig = self.p.rules
-        inst: Instrument = self.p.instrument
         src: FeatureSource = self.p.features
-        self.cfg, self.inst, self.src = cfg, inst, src
-        self._ibs_col = src.names.index("ibs")
-        self.order = None
-        self.position_state: rules.Position | None = None
-        self.pending_exit_reason: str | None = None
-        self.entry: dict | None = None
-        self.trades: list[dict] = []
-        self.decisions: list[dict] = []
+        self.src = src
+        self.core = DecisionCore(self.p.rules, self.p.instrument, src.names, self.p.model, self.p.veto_enabled)
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _i(self) -> int:
-        return len(self.data) - 1
+    @property
+    def trades(self) -> list[dict]:
+        return self.core.trades
 
-    def _bar_start(self, i: int) -> time:
-        minute = int(np.datetime64(self.src.timestamp(i), "m").astype(np.int64)) % 1440
-        return time(minute // 60, minute % 60)
+    @property
+    def decisions(self) -> list[dict]:
+        return self.core.decisions
 
-    def _log(self, i: int, event: str, reason: str, **extra) -> None:
-        rec = {"time": self.src.timestamp(i), "event": event, "reason": reason, **extra}
-        self.decisions.append(rec)
-        log.debug("%s %s %s: %s", self.inst.symbol, rec["time"], event, reason)
+    def _now(self) -> np.datetime64:
+        return self.src.timestamp(len(self.data) - 1)
 
-    # -- Backtrader callbacks ------------------------------------------------------------------
     def notify_order(self, order):
         if order.status in (order.Submitted, order.Accepted):
             return
-        i = self._i()
         if order.status == order.Completed:
-            # fills happen on the tick grid; Backtrader's open + slippage is float arithmetic
-            price = round(order.executed.price, self.inst.price_decimals)
-            if order.isbuy():
-                self.position_state = rules.Position(price, int(order.executed.size), bars_held=0)
-                self.entry.update(entry_time=self.src.timestamp(i), entry_price=price)
-                self._log(i, "entry_fill", "filled at open + slippage", price=price)
-            else:
-                self._close_trade(i, price)
+            self.core.on_fill(self._now(), order.executed.price, int(abs(order.executed.size)))
         else:
-            self._log(i, "order_failed", order.getstatusname())
-            if order.isbuy():
-                self.entry = None
-        self.order = None
-
-    def _close_trade(self, i: int, price: float) -> None:
-        e = self.entry
-        contracts = self.position_state.contracts
-        gross = round((price - e["entry_price"]) * contracts * self.inst.point_value, 2)  # $ to the cent
-        commission = round(2.0 * self.inst.commission_per_side * contracts, 2)
-        self.trades.append({
-            **e,
-            "exit_time": self.src.timestamp(i),
-            "exit_price": price,
-            "exit_reason": self.pending_exit_reason,
-            "contracts": contracts,
-            "bars_held": self.position_state.bars_held,
-            "pnl_gross": gross,
-            "commission": commission,
-            "pnl_net": round(gross - commission, 2),
-        })
-        self._log(i, "exit_fill", self.pending_exit_reason, price=price)
-        self.position_state = None
-        self.pending_exit_reason = None
-        self.entry = None
+            self.core.on_order_failed(self._now(), order.getstatusname())
 
     def next(self):
-        if self.order is not None:
+        i = len(self.data) - 1
+        intent = self.core.on_bar(self.src.timestamp(i), self.data.close[0], self.src.values(i))
+        if intent is None:
             return
-        i = self._i()
-        row = self.src.values(i)
-        ibs = row[self._ibs_col]
-        bar_start = self._bar_start(i)
-        if self.position_state is not None:
-            ps = self.position_state
-            self.position_state = ps = rules.Position(ps.entry_price, ps.contracts, ps.bars_held + 1)
-            reason = rules.exit_reason(ps, self.data.close[0], ibs, bar_start, self.cfg, self.inst.calendar.close)
-            if reason is not None:
-                self.pending_exit_reason = reason
-                self.entry["exit_signal_time"] = self.src.timestamp(i)
-                self._log(i, "exit_order", reason)
-                self.order = self.close()
-            return
-        if not rules.entry_signal(ibs, bar_start, self.cfg):
-            return
-        decision = veto_decision(self.p.model, self.src.names, row, self.p.veto_enabled,
-                                 self.cfg.veto.when_no_model, i)
-        if not decision.allowed:
-            self._log(i, "veto", decision.reason, probability=decision.probability)
-            return
-        size = rules.position_size(self.cfg)
-        self._log(i, "entry_order", f"IBS {ibs:.3f} <= {self.cfg.entry.ibs_max}; {decision.reason}",
-                  probability=decision.probability)
-        self.entry = {"signal_time": self.src.timestamp(i), "signal_index": i,
-                      "probability": decision.probability}
-        self.order = self.buy(size=size)
+        log.debug("%s %s %s: %s", self.p.instrument.symbol, intent.signal_time, intent.side, intent.reason)
+        if intent.side == BUY:
+            self.buy(size=intent.contracts)
+        else:
+            self.close()

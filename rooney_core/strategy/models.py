@@ -1,13 +1,13 @@
 """Veto models as the strategy sees them (loading one is the model store's job: rooney_core.model).
 
-The strategy asks ``model.probability(i, values)`` for bar ``i`` whose feature row (in
-``model.feature_names`` order) is ``values``. Two adapters over any estimator with a
+The decision core asks ``model.probability(values)`` for a feature row in
+``model.feature_names`` order (a row, never a bar index). Two adapters over any estimator with a
 scikit-learn ``predict_proba``:
 
 * ``RowVeto`` predicts one row per call: what the live engine does at each bar.
 * ``BatchedVeto`` predicts every possible entry bar of a backtest in one call up front
   (a Random Forest costs milliseconds per call but microseconds per row in a batch) and
-  then answers by bar index. Same estimator, same feature rows, so the same numbers; a
+  then answers each row from that table. Same estimator, same feature rows, so the same numbers; a
   test checks that both adapters agree.
 """
 
@@ -18,26 +18,33 @@ import pandas as pd
 
 
 class RowVeto:
+    """Predicts one row per call: what the live engine does at each bar."""
+
     def __init__(self, estimator, feature_names: list[str], threshold: float):
         self.estimator = estimator
         self.feature_names = list(feature_names)
         self.threshold = float(threshold)
 
-    def probability(self, i: int, values: np.ndarray) -> float:
+    def probability(self, values: np.ndarray) -> float:
         return float(self.estimator.predict_proba(np.asarray(values, dtype=float)[None, :])[0, 1])
 
 
 class BatchedVeto(RowVeto):
+    """Predicts the rows of every possible entry up front and answers a row from that table
+    (keyed by the row's exact values, so it takes a feature row like any model and can never
+    answer for another bar); a row it has not seen is predicted on its own."""
+
     def __init__(self, estimator, feature_names: list[str], threshold: float, features: pd.DataFrame,
                  rows: np.ndarray | None = None):
         super().__init__(estimator, feature_names, threshold)
         x = features[self.feature_names].to_numpy(dtype=float)
         wanted = np.ones(len(x), dtype=bool) if rows is None else rows.astype(bool)
         wanted &= ~np.isnan(x).any(axis=1)
-        self._p = np.full(len(x), np.nan)
-        if wanted.any():
-            self._p[wanted] = estimator.predict_proba(x[wanted])[:, 1]
+        x = np.ascontiguousarray(x[wanted])
+        p = estimator.predict_proba(x)[:, 1] if len(x) else np.empty(0)
+        self._table = {row.tobytes(): float(pi) for row, pi in zip(x, p, strict=True)}
 
-    def probability(self, i: int, values: np.ndarray) -> float:
-        p = self._p[i]
-        return float(p) if p == p else super().probability(i, values)
+    def probability(self, values: np.ndarray) -> float:
+        key = np.ascontiguousarray(values, dtype=float).tobytes()
+        p = self._table.get(key)
+        return p if p is not None else super().probability(values)

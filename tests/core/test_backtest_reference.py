@@ -82,3 +82,32 @@ def test_backtest_equals_the_reference(market, case):
     assert _metrics(result) == json.loads(metrics_path.read_text())
     if case == "model":
         assert (result.decisions["event"] == "veto").sum() > 0 and np.isfinite(got["probability"]).all()
+
+
+@pytest.mark.parametrize("case", ["veto_off", "unfiltered", "model"])
+def test_the_paper_path_makes_the_backtests_trades(market, case):
+    """The decision core driven bar by bar by the paper broker (the live path, no Backtrader)
+    decides and trades exactly as the Backtrader backtest: same decisions, same trades."""
+    from rooney_core.backtest.runner import slice_period
+    from rooney_core.live.paper import paper_trades
+    from rooney_core.strategy.models import RowVeto
+
+    hourly, feats = market
+    bars, rows = slice_period(hourly, "2022-01-01", None), slice_period(feats, "2022-01-01", None)
+    kw = {"veto_off": dict(veto_enabled=False), "unfiltered": dict(model=None),
+          "model": dict(model=None)}[case]
+    if case == "model":
+        bundle = _model(hourly, feats)
+        kw = dict(model=RowVeto(bundle.estimator, bundle.feature_names, bundle.threshold))
+    core = paper_trades(bars, rows, CFG.instrument("ES"), CFG.strategy, **kw)
+    ref = pd.read_csv(FIXTURES / f"{case}_trades.csv",
+                      parse_dates=["signal_time", "entry_time", "exit_signal_time", "exit_time"])
+    got = pd.DataFrame(core.trades, columns=TRADE_COLUMNS).astype({"probability": float})
+    for col in ("signal_time", "entry_time", "exit_signal_time", "exit_time"):
+        got[col] = pd.to_datetime(got[col])
+    pd.testing.assert_frame_equal(got, ref[TRADE_COLUMNS], check_dtype=False, rtol=0, atol=0)
+    decisions = pd.DataFrame(core.decisions, columns=["time", "event", "reason", "price", "probability"])
+    decisions = decisions.astype({"price": float, "probability": float})
+    decisions["time"] = pd.to_datetime(decisions["time"])
+    ref_dec = pd.read_csv(FIXTURES / f"{case}_decisions.csv", parse_dates=["time"])
+    pd.testing.assert_frame_equal(decisions, ref_dec, check_dtype=False, rtol=0, atol=0)

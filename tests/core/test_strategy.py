@@ -145,7 +145,7 @@ class FixedModel:
     def __init__(self, p: float, names=("ibs", "rsi2"), threshold: float = 0.5):
         self.p, self.feature_names, self.threshold = p, list(names), threshold
 
-    def probability(self, i: int, values: np.ndarray) -> float:
+    def probability(self, values: np.ndarray) -> float:
         return self.p
 
 

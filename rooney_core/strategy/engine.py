@@ -1,0 +1,177 @@
+"""The decision core: one instrument's IBS strategy, one closed bar at a time.
+
+No Backtrader, no I/O, no clock. An adapter feeds it, in time order:
+
+* ``on_fill`` / ``on_order_failed`` for the order it placed, when the broker answers (a
+  market order placed at bar t's close fills at bar t+1's open plus slippage, so the
+  adapter reports the fill *before* giving it bar t+1);
+* ``on_bar`` with each closed hourly bar and its feature row (as of that bar's close),
+  which returns the order to place at that close, if any.
+
+Three adapters run exactly this and nothing else decides: ``IbsStrategy`` (Backtrader:
+backtests and candidate extraction), the live engine (paper or routed orders) and the
+portfolio engine. Only the feature source and the broker differ. The rules themselves are
+the pure functions of ``rules.py``; every signal, veto, order and fill is kept in
+``decisions`` with its reason, and every closed trade in ``trades``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from rooney_core.config import Instrument, StrategyConfig
+from rooney_core.strategy import rules
+
+BUY, SELL = "buy", "sell"
+
+
+class VetoModel(Protocol):
+    """What the core needs from a veto model: P(win) of one feature row in
+    ``feature_names`` order (see ``models.py`` for the adapters)."""
+
+    feature_names: list[str]
+    threshold: float
+
+    def probability(self, values: np.ndarray) -> float: ...
+
+
+@dataclass(frozen=True)
+class VetoDecision:
+    allowed: bool
+    probability: float | None
+    reason: str
+
+
+def veto_decision(model: VetoModel | None, source_names: list[str], row: np.ndarray,
+                  veto_enabled: bool, when_no_model: str) -> VetoDecision:
+    """Ask the model (if any) whether to take a base entry. Missing or warming-up features
+    veto the entry with the reason, never become zeros (parity rule 6)."""
+    if not veto_enabled:
+        return VetoDecision(True, None, "veto off")
+    if model is None:
+        if when_no_model == "trade_unfiltered":
+            return VetoDecision(True, None, "no model deployed: trading unfiltered")
+        return VetoDecision(False, None, "no model deployed: not trading")
+    idx = [source_names.index(n) for n in model.feature_names]
+    values = row[idx]
+    missing = [n for n, v in zip(model.feature_names, values, strict=True) if v != v]
+    if missing:
+        return VetoDecision(False, None, f"missing or warming-up features: {', '.join(missing)}")
+    p = float(model.probability(values))
+    if p >= model.threshold:
+        return VetoDecision(True, p, f"P(win) {p:.3f} >= threshold {model.threshold:.3f}")
+    return VetoDecision(False, p, f"P(win) {p:.3f} < threshold {model.threshold:.3f}")
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """A market order to place at the close of ``signal_time``'s bar."""
+
+    side: str  # BUY (an entry) or SELL (an exit)
+    contracts: int
+    reason: str
+    signal_time: Any
+    probability: float | None = None
+
+
+def bar_start_time(ts: Any) -> time:
+    """Time of day of a naive exchange-local bar start."""
+    minute = int(np.datetime64(ts, "m").astype(np.int64)) % 1440
+    return time(minute // 60, minute % 60)
+
+
+class DecisionCore:
+    """Long-only IBS mean reversion on one instrument, one position at a time."""
+
+    def __init__(self, rules_cfg: StrategyConfig, instrument: Instrument, feature_names: list[str],
+                 model: VetoModel | None = None, veto_enabled: bool = True):
+        self.cfg, self.inst = rules_cfg, instrument
+        self.feature_names = list(feature_names)
+        self.model, self.veto_enabled = model, veto_enabled
+        self._ibs_col = self.feature_names.index("ibs")
+        self.bars_seen = 0  # bars given to on_bar; a bar's index is its count minus one
+        self.pending: OrderIntent | None = None  # placed, not yet filled or failed
+        self.position: rules.Position | None = None
+        self.exit_reason: str | None = None
+        self.entry: dict | None = None  # the open trade's record so far
+        self.trades: list[dict] = []
+        self.decisions: list[dict] = []
+
+    def _log(self, ts: Any, event: str, reason: str, **extra) -> None:
+        self.decisions.append({"time": ts, "event": event, "reason": reason, **extra})
+
+    # -- the broker's answers -----------------------------------------------------------------
+    def on_fill(self, ts: Any, price: float, contracts: int) -> None:
+        """The pending order filled at ``price`` (slippage included) in bar ``ts``."""
+        order = self.pending
+        if order is None:
+            raise RuntimeError(f"{self.inst.symbol} {ts}: a fill without a pending order")
+        price = round(price, self.inst.price_decimals)  # the tick grid, not float arithmetic
+        self.pending = None
+        if order.side == BUY:
+            self.position = rules.Position(price, int(contracts), bars_held=0)
+            self.entry.update(entry_time=ts, entry_price=price)
+            self._log(ts, "entry_fill", "filled at open + slippage", price=price)
+        else:
+            self._close_trade(ts, price)
+
+    def on_order_failed(self, ts: Any, status: str) -> None:
+        order, self.pending = self.pending, None
+        self._log(ts, "order_failed", status)
+        if order is not None and order.side == BUY:
+            self.entry = None
+
+    def _close_trade(self, ts: Any, price: float) -> None:
+        e, contracts = self.entry, self.position.contracts
+        gross = round((price - e["entry_price"]) * contracts * self.inst.point_value, 2)  # $ to the cent
+        commission = round(2.0 * self.inst.commission_per_side * contracts, 2)
+        self.trades.append({**e, "exit_time": ts, "exit_price": price, "exit_reason": self.exit_reason,
+                            "contracts": contracts, "bars_held": self.position.bars_held,
+                            "pnl_gross": gross, "commission": commission, "pnl_net": round(gross - commission, 2)})
+        self._log(ts, "exit_fill", self.exit_reason, price=price)
+        self.position = self.exit_reason = self.entry = None
+
+    # -- a closed bar ------------------------------------------------------------------------------
+    def on_bar(self, ts: Any, close: float, row: np.ndarray) -> OrderIntent | None:
+        """Decide at the close of bar ``ts`` (its close price and feature row); returns the
+        order to place now, or None."""
+        i = self.bars_seen
+        self.bars_seen += 1
+        if self.pending is not None:
+            return None  # one order at a time: wait for the broker's answer
+        ibs = row[self._ibs_col]
+        bar_start = bar_start_time(ts)
+        if self.position is not None:
+            ps = self.position = rules.Position(self.position.entry_price, self.position.contracts,
+                                                self.position.bars_held + 1)
+            reason = rules.exit_reason(ps, close, ibs, bar_start, self.cfg, self.inst.calendar.close)
+            if reason is None:
+                return None
+            self.exit_reason = reason
+            self.entry["exit_signal_time"] = ts
+            self._log(ts, "exit_order", reason)
+            self.pending = OrderIntent(SELL, ps.contracts, reason, ts)
+            return self.pending
+        if not rules.entry_signal(ibs, bar_start, self.cfg):
+            return None
+        decision = veto_decision(self.model, self.feature_names, row, self.veto_enabled,
+                                 self.cfg.veto.when_no_model)
+        if not decision.allowed:
+            self._log(ts, "veto", decision.reason, probability=decision.probability)
+            return None
+        size = rules.position_size(self.cfg)
+        reason = f"IBS {ibs:.3f} <= {self.cfg.entry.ibs_max}; {decision.reason}"
+        self._log(ts, "entry_order", reason, probability=decision.probability)
+        self.entry = {"signal_time": ts, "signal_index": i, "probability": decision.probability}
+        self.pending = OrderIntent(BUY, size, reason, ts, decision.probability)
+        return self.pending
+
+    def open_position(self) -> dict | None:
+        """The filled, still open position's record (for equity at the end of a run)."""
+        if self.position is None or self.entry is None or "entry_price" not in self.entry:
+            return None
+        return {**self.entry, "contracts": self.position.contracts, "bars_held": self.position.bars_held}
