@@ -1,0 +1,154 @@
+"""The prediction log: every signal the live engine saw, vetoed or not, and what became of it.
+
+Storage is embedded and lock-free for readers. DuckDB allows one writing process per
+database file, and Dagster assets must read the log while an engine runs, so the engine
+never holds a database open: it appends JSON lines to a segment file of its own
+(``<root>/<YYYY-MM-DD>/<writer>.jsonl``, one per UTC day and writer), each line written
+whole and fsynced before the engine acts on the decision. Readers query every segment with
+DuckDB (``read_json`` over a glob); a line torn by a kill is skipped, never half-read.
+``compact_day`` turns a finished day's segments into one Parquet file, atomically.
+
+Records are events keyed by ``prediction_id`` (one per signal):
+
+* ``signal``: bar time, instrument, model version, bundle sha256, feature-schema hash, the
+  feature vector, probability, threshold, decision, reason and order id;
+* ``fill``: the order's fill (time, side, price);
+* ``outcome``: the trade's exit (time, price, reason) and net P&L.
+
+``predictions(root)`` joins them into one row per signal: what monitoring reads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from rooney_core.io import write_bytes_atomic
+
+SEGMENT_SUFFIX = ".jsonl"
+
+
+def _jsonable(v: Any) -> Any:
+    """JSON for a record field: NaN and inf become null (never a number), times ISO strings."""
+    if isinstance(v, list | tuple) or (hasattr(v, "tolist") and getattr(v, "ndim", 0) > 0):
+        return [_jsonable(x) for x in (v.tolist() if hasattr(v, "tolist") else v)]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, pd.Timestamp | datetime):
+        return pd.Timestamp(v).isoformat()
+    if hasattr(v, "item"):  # numpy scalar or datetime64
+        if str(getattr(v, "dtype", "")).startswith("datetime64"):
+            return pd.Timestamp(v).isoformat()
+        return _jsonable(v.item())
+    return v
+
+
+class PredictionLog:
+    """Append-only writer of one process (a writer id names its segments)."""
+
+    def __init__(self, root: str | os.PathLike[str], writer: str | None = None):
+        self.root = Path(root)
+        self.writer = writer or f"{socket.gethostname()}-{os.getpid()}"
+        self._fd: int | None = None
+        self._day: str | None = None
+
+    def _segment_fd(self) -> int:
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        if self._fd is None or day != self._day:
+            self.close()
+            folder = self.root / day
+            folder.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(folder / f"{self.writer}{SEGMENT_SUFFIX}", os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                               0o666)  # the umask applies
+            self._day = day
+        return self._fd
+
+    def append(self, event: str, **fields: Any) -> None:
+        """Write one record durably (the caller acts on the decision only after this)."""
+        rec = {"event": event, "logged_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+               **{k: _jsonable(v) for k, v in fields.items()}}
+        line = json.dumps(rec, sort_keys=True, allow_nan=False).encode() + b"\n"
+        fd = self._segment_fd()
+        # a writer killed mid-line leaves a fragment: start on a fresh line so only it is lost
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_jsonl(segments: list[Path]) -> pd.DataFrame:
+    """The records of JSON-lines segments; a line torn by a kill is skipped."""
+    con = duckdb.connect()  # in memory: the log files are only read
+    try:
+        files = ", ".join(f"'{p}'" for p in segments)
+        # a line that does not parse comes back as an all-NULL row: drop it (every record has
+        # event and logged_at, and a line cut short by a kill never parses as an object)
+        return con.sql(f"SELECT * FROM read_json([{files}], format='newline_delimited', ignore_errors=true, "
+                       "union_by_name=true, records=true) WHERE event IS NOT NULL AND logged_at IS NOT NULL").df()
+    finally:
+        con.close()
+
+
+def events(root: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every record of the log (open segments and compacted days), oldest first."""
+    root = Path(root)
+    frames = [pd.read_parquet(p) for p in sorted(root.glob("*.parquet"))]
+    segments = sorted(root.glob(f"*/*{SEGMENT_SUFFIX}"))
+    if segments:
+        frames.append(_read_jsonl(segments))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=["event", "logged_at", "prediction_id"])
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return out.sort_values("logged_at", kind="stable").reset_index(drop=True)
+
+
+def predictions(root: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per signal with its fill and outcome joined (missing until they happen)."""
+    ev = events(root)
+    if "prediction_id" not in ev or not (ev["event"] == "signal").any():
+        return pd.DataFrame()
+    sig = ev[ev["event"] == "signal"].dropna(axis=1, how="all")
+    out = sig
+    for kind, cols in (("fill", ["fill_time", "fill_price"]),
+                       ("outcome", ["exit_time", "exit_price", "exit_reason", "pnl_net"])):
+        part = ev[ev["event"] == kind]
+        have = [c for c in cols if c in part]
+        if len(part) and have:
+            out = out.merge(part[["prediction_id", *have]].drop_duplicates("prediction_id", keep="last"),
+                            on="prediction_id", how="left")
+    return out.reset_index(drop=True)
+
+
+def compact_day(root: str | os.PathLike[str], day: str) -> Path | None:
+    """Merge a finished day's JSON segments into ``<root>/<day>.parquet`` (atomic), then
+    remove them. Only for days no writer still appends to (the caller knows: a past day)."""
+    root = Path(root)
+    folder = root / day
+    segments = sorted(folder.glob(f"*{SEGMENT_SUFFIX}"))
+    if not segments:
+        return None
+    frame = _read_jsonl(segments)
+    target = root / f"{day}.parquet"
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    write_bytes_atomic(buf.getvalue(), target)
+    for seg in segments:
+        seg.unlink()
+    folder.rmdir()
+    return target
