@@ -170,6 +170,40 @@ class DecisionCore:
         self.pending = OrderIntent(BUY, size, reason, ts, decision.probability)
         return self.pending
 
+    # -- state, for a restart at the next bar ----------------------------------------------------
+    def snapshot(self) -> dict:
+        """Everything the core needs to go on after a restart, JSON-ready (decisions are not
+        state: the live engine writes them to the prediction log as they happen)."""
+        def enc(v):
+            if isinstance(v, np.datetime64):
+                return str(v.astype("datetime64[s]"))
+            return v.item() if isinstance(v, np.generic) else v
+
+        def rec(d):
+            return None if d is None else {k: enc(v) for k, v in d.items()}
+
+        pending = None if self.pending is None else {**self.pending.__dict__,
+                                                     "signal_time": enc(self.pending.signal_time)}
+        position = None if self.position is None else self.position.__dict__.copy()
+        return {"bars_seen": self.bars_seen, "pending": pending, "position": position,
+                "exit_reason": self.exit_reason, "entry": rec(self.entry), "trades": [rec(t) for t in self.trades]}
+
+    def restore(self, state: dict) -> None:
+        """Put back what ``snapshot`` saved."""
+        def dec(k, v):
+            return np.datetime64(v, "ns") if k.endswith("_time") and v is not None else v
+
+        def rec(d):
+            return None if d is None else {k: dec(k, v) for k, v in d.items()}
+
+        self.bars_seen = int(state["bars_seen"])
+        p = state["pending"]
+        self.pending = None if p is None else OrderIntent(**{**p, "signal_time": dec("signal_time", p["signal_time"])})
+        self.position = None if state["position"] is None else rules.Position(**state["position"])
+        self.exit_reason = state["exit_reason"]
+        self.entry = rec(state["entry"])
+        self.trades = [rec(t) for t in state["trades"]]
+
     def open_position(self) -> dict | None:
         """The filled, still open position's record (for equity at the end of a run)."""
         if self.position is None or self.entry is None or "entry_price" not in self.entry:
