@@ -40,6 +40,15 @@ CASES = [
      "field-count", 3, "expected 6"),
     ("bad timestamp", [HEADER, GOOD_ROWS[0], "02/12/2024 09:01,6050.00,6050.25,6049.00,6049.50,642"],
      "timestamp-format", 3, "not 'YYYY-MM-DD HH:MM:SS'"),
+    # issue 7: values are what they say (these were read as 2021-03-01, as 1736, or named no line)
+    ("impossible date", [HEADER, "2021-02-26 09:00:00,10,11,9,10,1", "2021-02-29 10:00:00,10,11,9,10,1"],
+     "impossible-timestamp", 3, "day is out of range for month"),
+    ("far-future year", [HEADER, *GOOD_ROWS, "2321-03-02 10:00:00,6050.00,6050.25,6049.00,6049.50,642"],
+     "timestamp-range", 6, "outside the accepted years"),
+    ("hour 24", [HEADER, GOOD_ROWS[0], "2024-12-02 24:00:00,6050.00,6050.25,6049.00,6049.50,642"],
+     "impossible-timestamp", 3, "hour must be in 0..23"),
+    ("python-only number", [HEADER, GOOD_ROWS[0], "2024-12-02 09:01:00,6_050.00,6050.25,6049.00,6049.50,642"],
+     "bad-number", 3, "Open '6_050.00'"),
 ]
 
 

@@ -9,8 +9,7 @@ import pandas as pd
 
 from rooney_core.config import Instrument, Repairs
 from rooney_core.data.bars import bars_summary, daily_bars, hourly_bars
-from rooney_core.data.raw import RawBars, read_raw_bars
-from rooney_core.errors import DataProblem, DataValidationError
+from rooney_core.data.raw import MAX_YEAR, MIN_YEAR, RawBars, read_raw_bars
 
 
 def csv_path(data_dir: str | Path, symbol: str) -> Path:
@@ -25,16 +24,19 @@ class SessionBars:
     summary: dict
 
 
-def load_session_bars(data_dir: str | Path, instrument: Instrument, repairs: Repairs | None = None) -> SessionBars:
-    """Read, validate and aggregate one instrument's raw file into hourly and daily bars."""
+def load_session_bars(
+    data_dir: str | Path,
+    instrument: Instrument,
+    repairs: Repairs | None = None,
+    *,
+    min_year: int = MIN_YEAR,
+    max_year: int = MAX_YEAR,
+) -> SessionBars:
+    """Read, validate and aggregate one instrument's raw file into hourly and daily bars.
+
+    A missing, unreadable or non-regular file is a DataValidationError from read_raw_bars."""
     path = csv_path(data_dir, instrument.symbol)
-    if not path.is_file():
-        raise DataValidationError(
-            str(path),
-            [DataProblem(str(path), "missing-file",
-                         f"no raw file for {instrument.symbol} (expected {path.name} in {Path(data_dir)})")],
-        )
-    raw = read_raw_bars(path, instrument.calendar, repairs)
+    raw = read_raw_bars(path, instrument.calendar, repairs, min_year=min_year, max_year=max_year)
     hourly = hourly_bars(raw)
     daily = daily_bars(hourly, instrument.calendar)
     return SessionBars(raw, hourly, daily, bars_summary(hourly, daily, raw, instrument.calendar))

@@ -2,7 +2,10 @@
 
 Format (STRATEGY.md): header ``datetime,Open,High,Low,Close,volume`` and an optional
 ``openinterest`` column (ignored); naive exchange-local timestamps ``YYYY-MM-DD HH:MM:SS``
-labelling each bar by its start; any bar interval that divides an hour.
+labelling each bar by its start; any bar interval that divides an hour. A value is what it
+says or an error: a timestamp is exactly that text, a real date and time (no 2021-02-30, no
+24:00:00) within the accepted years; a number is ASCII digits with an optional sign, point
+and exponent (spaces or tabs around it are allowed); fields are never quoted.
 
 Two paths share one set of rules:
 
@@ -11,7 +14,8 @@ Two paths share one set of rules:
 * the diagnostic path runs only when the fast path cannot parse the file (a blank line, a
   stray header, a bad number, a zoned timestamp ...). It scans the lines in Python to name
   every bad line, applies the repairs the config allows (counted, never silent), and hands
-  the clean lines back to the fast parser with their original line numbers.
+  the clean lines back to the fast parser with their original line numbers. Its line checks
+  accept exactly what the fast parser accepts (tests/core/test_raw_corruption.py checks it).
 
 Every broken rule becomes a :class:`DataProblem` naming file, line or timestamp and rule;
 any problem raises :class:`DataValidationError` and nothing is returned, so callers write
@@ -22,14 +26,18 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from rooney_core.config import Repairs
@@ -42,10 +50,30 @@ COLUMNS = ("datetime", "Open", "High", "Low", "Close", "volume")
 OPTIONAL_COLUMNS = ("openinterest",)
 PRICE_COLUMNS = ("Open", "High", "Low", "Close")
 MAX_EXAMPLES_PER_RULE = 10
-_TS_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_TS_ZONE_RE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?\s*(Z|[+-]\d{2}:?\d{2}|[A-Z]{3,4})$")
+# Accepted timestamp years by default (read_raw_bars(min_year=, max_year=) changes them). The
+# bounds may not leave 1678-2261: bars become datetime64[ns] downstream, which wraps around
+# outside it (a row dated 2321 came back as an hourly bar dated 1736).
+MIN_YEAR, MAX_YEAR = 1970, 2100
+_NS_YEARS = (1678, 2261)
+# [0-9], not \d: \d also matches Unicode digits ('٢٠٢٤'), which the parser does not read
+_TS_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+_TS_ZONE_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?\s*(Z|[+-][0-9]{2}:?[0-9]{2}|[A-Z]{3,4})$"
+)
+# A number exactly as Arrow's float parser (the fast path) reads it: Python's float() is looser
+# ('1_0', Unicode digits and spaces), so using it here let lines through that the parser then
+# rejected without a line number. inf and nan parse, and are then named by the 'nan' rule.
+_NUMBER_RE = re.compile(
+    r"[ \t]*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf(?:inity)?|nan(?:\([0-9a-z_]*\))?)[ \t]*",
+    re.IGNORECASE | re.ASCII,  # ASCII: else IGNORECASE lets the Kelvin sign match 'k' and so on
+)
 _BLOCK = 16 << 20
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+_TS_LEN = len("YYYY-MM-DD HH:MM:SS")
+_TS_SEP_AT = np.array([4, 7, 10, 13, 16])
+_TS_SEPS = np.frombuffer(b"-- ::", dtype=np.uint8)
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"), (b"BZh", "bzip2"),
+               (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 
 
 BAR_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -135,12 +163,67 @@ class _Problems:
         raise DataValidationError(self.path, problems)
 
 
+@dataclass(frozen=True)
+class _Years:
+    """The accepted timestamp range, whole calendar years ``first`` to ``last``."""
+
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        lo, hi = _NS_YEARS
+        if not lo <= self.first <= self.last <= hi:
+            raise ValueError(f"accepted timestamp years {self.first}..{self.last} must lie within "
+                             f"{lo}..{hi}, the span of datetime64[ns] that bars are kept in")
+
+    @property
+    def lo(self) -> int:
+        """First accepted second (epoch)."""
+        return int(np.datetime64(f"{self.first:04d}-01-01", "s").astype(np.int64))
+
+    @property
+    def hi(self) -> int:
+        """First second after the range (epoch)."""
+        return int(np.datetime64(f"{self.last + 1:04d}-01-01", "s").astype(np.int64))
+
+    def detail(self, ts: str) -> str:
+        return f"timestamp {ts} is outside the accepted years {self.first}-{self.last} (a typo in the year?)"
+
+
 def _n(x: float) -> str:
     return f"{float(x):.12g}"
 
 
 def _fmt_ts(t: np.datetime64) -> str:
     return str(t.astype("datetime64[s]")).replace("T", " ")
+
+
+def _excerpt(text: str | bytes, limit: int = 80) -> str:
+    """The start of a bad line or field for a message: escaped by repr() and capped, so a
+    binary or huge line never lands in a message."""
+    shown = repr(text[:limit])
+    if len(text) > limit or len(shown) > 2 * limit:
+        shown = shown[: 2 * limit] + "..."
+    return shown
+
+
+# --- the file itself ----------------------------------------------------------------------
+
+
+def _file_problem(path: Path) -> tuple[str, str] | None:
+    """(rule, detail) if ``path`` is not a regular file we may read, from os.stat alone:
+    open() on a FIFO would block until some writer comes."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing-file", "file not found"
+    except OSError as exc:
+        return "unreadable", f"cannot read the file ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device")
+    return "not-a-file", f"this is {kind}, not a regular file"
 
 
 # --- header -------------------------------------------------------------------------------
@@ -153,6 +236,10 @@ def _check_header(path: Path, repairs: Repairs, problems: _Problems) -> tuple[li
     if not head.strip():
         problems.add("empty-file", "the file is empty (no header, no rows)", line=1)
         return [], 0
+    for magic, kind in _COMPRESSED:
+        if head.startswith(magic):
+            problems.add("compressed", f"the file is {kind}-compressed, not CSV text; decompress it first")
+            return [], 0
     skip = 0
     if head.startswith(b"\xef\xbb\xbf"):
         if repairs.bom == "error":
@@ -164,7 +251,13 @@ def _check_header(path: Path, repairs: Repairs, problems: _Problems) -> tuple[li
             )
             return [], 0
         skip = 3
-    first = head[skip:].split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
+    # the header ends at \n, \r\n or \r, as for the parser
+    line = (head[skip:].splitlines() or [b""])[0]
+    try:
+        first = line.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.add("encoding", f"the header is not UTF-8 text: {_excerpt(line)}", line=1)
+        return [], skip
     if "," not in first:
         for delim, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
             if delim in first:
@@ -174,7 +267,7 @@ def _check_header(path: Path, repairs: Repairs, problems: _Problems) -> tuple[li
                     line=1,
                 )
                 return [], skip
-    names = [c.strip() for c in first.split(",")]
+    names = [c.strip(" \t") for c in first.split(",")]
     if names and _TS_RE.match(names[0] or ""):
         problems.add(
             "missing-header",
@@ -185,14 +278,17 @@ def _check_header(path: Path, repairs: Repairs, problems: _Problems) -> tuple[li
     lowered = [n.lower() for n in names]
     for col in COLUMNS:
         if col.lower() not in lowered:
-            problems.add("missing-column", f"column {col!r} is missing (header: {first!r})", line=1)
+            problems.add("missing-column", f"column {col!r} is missing (header: {_excerpt(first)})", line=1)
     for n in names:
         if n.lower() not in {c.lower() for c in COLUMNS + OPTIONAL_COLUMNS}:
-            problems.add("unexpected-column", f"unexpected column {n!r} (header: {first!r})", line=1)
-    if lowered[: len(COLUMNS)] != [c.lower() for c in COLUMNS] and not problems.items:
+            problems.add("unexpected-column", f"unexpected column {_excerpt(n)} (header: {_excerpt(first)})", line=1)
+    required, optional = [c.lower() for c in COLUMNS], [c.lower() for c in OPTIONAL_COLUMNS]
+    # exactly the columns in order, openinterest at most once at the end (a repeated column
+    # would reach the parser as two columns of one name)
+    if (lowered[: len(COLUMNS)] != required or lowered[len(COLUMNS):] not in ([], optional)) and not problems.items:
         problems.add(
             "column-order",
-            f"columns must be in the order {','.join(COLUMNS)} (header: {first!r})",
+            f"columns must be {','.join(COLUMNS)}, optionally then openinterest (header: {_excerpt(first)})",
             line=1,
         )
     return names, skip
@@ -202,107 +298,183 @@ def _check_header(path: Path, repairs: Repairs, problems: _Problems) -> tuple[li
 
 
 def _arrow_types(names: list[str]) -> dict[str, pa.DataType]:
-    types: dict[str, pa.DataType] = {names[0]: pa.timestamp("s")}
+    # the timestamp is cut as fixed-width text (any other width is a parse error) and decoded
+    # by _timestamps: Arrow's strptime parser would roll 2021-02-30 over into March
+    types: dict[str, pa.DataType] = {names[0]: pa.binary(_TS_LEN)}
     for n in names[1:]:
         types[n] = pa.float64()
     return types
 
 
 def _parse_fast(source, names: list[str]) -> pa.Table:
-    return _read_csv(source, names)
+    """Parse with Arrow; ArrowInvalid if any line breaks the format."""
+    table = _read_csv(source, names)
+    return table.set_column(0, names[0], _timestamps(table.column(0)))
 
 
 def _read_csv(source, names: list[str]) -> pa.Table:
     return pacsv.read_csv(
         source,
         read_options=pacsv.ReadOptions(block_size=_BLOCK, column_names=names, skip_rows=1),
-        parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+        # no quoting: a quoted field is not the format, and a quote must not make the parser
+        # join lines that the diagnostic path counts separately
+        parse_options=pacsv.ParseOptions(ignore_empty_lines=False, quote_char=False),
         convert_options=pacsv.ConvertOptions(
             column_types=_arrow_types(names),
             include_columns=names[: len(COLUMNS)],
             null_values=[],  # an empty field is a problem to name, not a silent null
-            # exactly 'YYYY-MM-DD HH:MM:SS' (Arrow's default ISO parser would also take
-            # '2024-12-04' or '2024-12-03T23:58', the diagnostic path would not)
-            timestamp_parsers=[TIMESTAMP_FORMAT],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         ),
     )
 
 
-def _is_number(s: str) -> bool:
+def _timestamps(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Exactly 'YYYY-MM-DD HH:MM:SS' -> timestamp[s], chunk by chunk.
+
+    Arrow's ISO-8601 parser checks the digits and rejects impossible dates and times
+    (2021-02-30, 24:00:00, 09:00:60); it would also take 'T' as the separator, hence the
+    separator check here. ArrowInvalid sends the file to the diagnostic path."""
+    return pa.chunked_array([_timestamp_chunk(c) for c in text.chunks], type=pa.timestamp("s"))
+
+
+def _timestamp_chunk(chunk: pa.FixedSizeBinaryArray) -> pa.Array:
+    n = len(chunk)
+    if n == 0:
+        return pa.array([], type=pa.timestamp("s"))
+    data = chunk.buffers()[1].slice(chunk.offset * _TS_LEN, n * _TS_LEN)
+    if not (np.frombuffer(data, dtype=np.uint8).reshape(n, _TS_LEN)[:, _TS_SEP_AT] == _TS_SEPS).all():
+        raise pa.ArrowInvalid("a timestamp is not 'YYYY-MM-DD HH:MM:SS'")
+    offsets = pa.py_buffer(np.arange(0, (n + 1) * _TS_LEN, _TS_LEN, dtype=np.int32))
+    return pc.cast(pa.StringArray.from_buffers(n, offsets, data), pa.timestamp("s"))
+
+
+def _timestamp_problem(ts: str) -> tuple[str, str] | None:
+    """(rule, detail) if ``ts`` is not what the fast parser accepts: exactly the format, and a
+    real date and time. The accepted years are checked later on the parsed values, on both
+    paths alike, so a far-off year gives the same problems whichever path the file took."""
+    if not _TS_RE.fullmatch(ts):
+        if _TS_ZONE_RE.match(ts):
+            return "timestamp-zone", (f"timestamp {_excerpt(ts)} carries a time zone; "
+                                      "timestamps must be naive exchange-local time")
+        if ts != ts.strip() and _TS_RE.fullmatch(ts.strip()):
+            return "timestamp-format", f"timestamp {_excerpt(ts)} has spaces around it"
+        return "timestamp-format", f"timestamp {_excerpt(ts)} is not 'YYYY-MM-DD HH:MM:SS'"
+    # year 0000 parses (the range rule rejects it); Python's datetime lacks it, and 2000 has
+    # the same calendar
+    year = int(ts[:4]) or 2000
     try:
-        float(s)
-    except ValueError:
+        datetime(year, int(ts[5:7]), int(ts[8:10]), int(ts[11:13]), int(ts[14:16]), int(ts[17:19]))
+    except ValueError as exc:  # e.g. 'day is out of range for month', 'hour must be in 0..23'
+        return "impossible-timestamp", f"timestamp {ts!r} does not exist: {exc}"
+    return None
+
+
+def _check_line(text: str, lineno: int, names: list[str], problems: _Problems) -> bool:
+    """True if a data line is as the fast parser reads it; else name each problem."""
+    fields = text.split(",")
+    if len(fields) != len(names):
+        problems.add(
+            "field-count",
+            f"expected {len(names)} comma-separated fields, found {len(fields)}: {_excerpt(text)}",
+            line=lineno,
+        )
         return False
-    return True
+    ts = fields[0]
+    bad = _timestamp_problem(ts)
+    if bad:
+        problems.add(*bad, line=lineno)
+        return False
+    ok = True
+    for name, value in zip(names[1 : len(COLUMNS)], fields[1 : len(COLUMNS)], strict=True):
+        if not value.strip(" \t"):
+            problems.add("missing-value", f"{name} is empty", line=lineno, ts=ts)
+            ok = False
+        elif not _NUMBER_RE.fullmatch(value):
+            problems.add("bad-number", f"{name} {_excerpt(value)} is not a number", line=lineno, ts=ts)
+            ok = False
+    return ok
 
 
 def _scan_lines(
     path: Path, names: list[str], skip: int, repairs: Repairs, problems: _Problems
-) -> tuple[bytes, np.ndarray, dict[str, int]]:
+) -> tuple[list[bytes], np.ndarray, dict[str, int]]:
     """Diagnostic path: name every bad line.
 
-    Returns the clean CSV bytes, their original line numbers and the repairs applied.
+    Returns the header and the clean lines (bytes, for the parser), the clean lines' numbers
+    in the file and the repairs applied.
     """
-    raw = path.read_bytes()[skip:]
-    lines = raw.decode("utf-8", errors="replace").splitlines()
-    n_fields = len(names)
+    # bytes.splitlines() ends lines at \n, \r\n and \r only, as the parser does (str.splitlines()
+    # would also split at \x0b, \x1c, \x85, \u2028 ... and shift every later line number)
+    lines = path.read_bytes()[skip:].splitlines()
     header_lower = ",".join(names).lower()
-    keep_lines: list[str] = [lines[0]]
+    keep: list[bytes] = [lines[0]]
     keep_numbers: list[int] = []
     blank = stray = 0
-    for lineno, text in enumerate(lines[1:], start=2):
-        if not text.strip():
+    for lineno, line in enumerate(lines[1:], start=2):
+        text = line.decode("utf-8", errors="replace")
+        if not text.strip(" \t"):
             if repairs.blank_lines == "error":
                 problems.add("blank-line", "blank line", line=lineno)
             blank += 1
             continue
         if text.replace(" ", "").lower() == header_lower or text.lower().startswith("datetime"):
             if repairs.stray_headers == "error":
-                problems.add("stray-header", f"a header line inside the data: {text[:60]!r}", line=lineno)
+                problems.add("stray-header", f"a header line inside the data: {_excerpt(text, 60)}", line=lineno)
             stray += 1
             continue
-        fields = text.split(",")
-        if len(fields) != n_fields:
-            problems.add(
-                "field-count",
-                f"expected {n_fields} comma-separated fields, found {len(fields)}: {text[:80]!r}",
-                line=lineno,
-            )
-            continue
-        ts = fields[0].strip()
-        if not _TS_RE.fullmatch(ts):
-            if _TS_ZONE_RE.match(ts):
-                problems.add(
-                    "timestamp-zone",
-                    f"timestamp {ts!r} carries a time zone; timestamps must be naive exchange-local time",
-                    line=lineno,
-                )
-            else:
-                problems.add(
-                    "timestamp-format", f"timestamp {ts!r} is not 'YYYY-MM-DD HH:MM:SS'", line=lineno
-                )
-            continue
-        ok = True
-        for name, value in zip(names[1 : len(COLUMNS)], fields[1 : len(COLUMNS)], strict=True):
-            v = value.strip()
-            if v == "":
-                problems.add("missing-value", f"{name} is empty", line=lineno, ts=ts)
-                ok = False
-            elif not _is_number(v):
-                problems.add("bad-number", f"{name} {v!r} is not a number", line=lineno, ts=ts)
-                ok = False
-        if ok:
-            keep_lines.append(text)
+        if _check_line(text, lineno, names, problems):
+            keep.append(line)
             keep_numbers.append(lineno)
     repaired: dict[str, int] = {}
     if blank and repairs.blank_lines == "skip":
         repaired["blank_lines_skipped"] = blank
     if stray and repairs.stray_headers == "drop":
         repaired["stray_headers_dropped"] = stray
-    clean = ("\n".join(keep_lines) + "\n").encode()
-    return clean, np.asarray(keep_numbers, dtype=np.int64), repaired
+    return keep, np.asarray(keep_numbers, dtype=np.int64), repaired
+
+
+def _csv(lines: list[bytes]) -> io.BytesIO:
+    return io.BytesIO(b"\n".join(lines) + b"\n")
+
+
+def _first_unparseable(kept: list[bytes], names: list[str]) -> int:
+    """Index in ``kept`` (header first) of the first line the parser rejects, by bisection."""
+    good, bad = 1, len(kept)  # kept[:good] parses (the header alone does); kept[:bad] does not
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        try:
+            _parse_fast(_csv(kept[:mid]), names)
+            good = mid
+        except pa.ArrowInvalid:
+            bad = mid
+    return bad - 1
+
+
+def _parse(
+    path: Path, names: list[str], skip: int, repairs: Repairs, problems: _Problems
+) -> tuple[pa.Table, np.ndarray | None, dict[str, int]]:
+    """The whole file on the fast path, or else the lines the diagnostic scan keeps.
+    Returns (table, the rows' line numbers or None for row index + 2, repairs applied)."""
+    if not skip:  # a byte-order mark always takes the diagnostic path
+        try:
+            return _parse_fast(str(path), names), None, {}
+        except pa.ArrowInvalid:
+            log.info("%s: fast parse failed, scanning lines to locate every problem", path)
+    kept, lines, repaired = _scan_lines(path, names, skip, repairs, problems)
+    problems.raise_if_any()
+    try:
+        table = _parse_fast(_csv(kept), names)
+    except pa.ArrowInvalid as exc:
+        # Unreachable while the line checks mirror the parser; should they ever disagree, the
+        # error still names the line instead of only the file.
+        i = _first_unparseable(kept, names)
+        problems.add("unparseable", f"the parser rejects this line: {_excerpt(str(exc), 120)}",
+                     line=int(lines[i - 1]) if i else 1)
+        problems.raise_if_any()
+    if skip:
+        repaired["bom_stripped"] = 1
+    return table, lines, repaired
 
 
 # --- rules on arrays ------------------------------------------------------------------------
@@ -319,57 +491,55 @@ def _infer_interval(ts_min: np.ndarray) -> int | None:
 
 
 def read_raw_bars(
-    path: str | Path, calendar: SessionCalendar, repairs: Repairs | None = None
+    path: str | Path,
+    calendar: SessionCalendar,
+    repairs: Repairs | None = None,
+    *,
+    min_year: int = MIN_YEAR,
+    max_year: int = MAX_YEAR,
 ) -> RawBars:
     """Read, validate and (where config allows) repair one raw bar file.
 
-    Raises DataValidationError listing every problem (file, line or timestamp, rule).
+    Timestamps must fall in the years ``min_year`` to ``max_year`` (inclusive, within
+    1678-2261). Raises DataValidationError listing every problem (file, line or timestamp,
+    rule), also for a file that cannot be read at all.
     """
     path = Path(path)
     repairs = repairs or Repairs()
+    years = _Years(min_year, max_year)
     problems = _Problems(str(path))
-    if not path.is_file():
-        problems.add("missing-file", "file not found")
+    not_a_file = _file_problem(path)
+    if not_a_file:
+        problems.add(*not_a_file)
         problems.raise_if_any()
+    try:
+        return _read(path, calendar, repairs, years, problems)
+    except OSError as exc:  # permission denied, an I/O error mid-read ...: one error for this file
+        problems.add("unreadable", f"cannot read the file ({exc.strerror or _excerpt(str(exc), 200)})")
+        raise DataValidationError(problems.path, problems.items) from exc
+
+
+def _read(path: Path, calendar: SessionCalendar, repairs: Repairs, years: _Years, problems: _Problems) -> RawBars:
     names, skip = _check_header(path, repairs, problems)
     problems.raise_if_any()
-
-    repaired: dict[str, int] = {}
-    try:
-        if skip:
-            raise pa.ArrowInvalid("byte-order mark: use the diagnostic path")
-        table = _parse_fast(str(path), names)
-        lines = None
-    except pa.ArrowInvalid:
-        log.info("%s: fast parse failed, scanning lines to locate every problem", path)
-        clean, lines, scan_repairs = _scan_lines(path, names, skip, repairs, problems)
-        problems.raise_if_any()
-        repaired.update(scan_repairs)
-        try:
-            table = _parse_fast(io.BytesIO(clean), names)
-        except pa.ArrowInvalid as exc:  # e.g. 2024-02-30: well-formed but not a date
-            problems.add("unparseable", f"could not parse the rows: {exc}")
-            problems.raise_if_any()
-        if skip:
-            repaired["bom_stripped"] = 1
-
+    table, lines, repaired = _parse(path, names, skip, repairs, problems)
     n = table.num_rows
     if n == 0:
         problems.add("empty-file", "the file has a header but no rows", line=2)
         problems.raise_if_any()
     table = table.rename_columns(list(BAR_FIELDS))
     if not repaired:
-        interval = _quick_check(table, calendar, repairs)
+        interval = _quick_check(table, calendar, repairs, years)
         if interval is not None:  # the common case: a clean file, validated chunk by chunk
             return RawBars(str(path), table, interval, rows_read=n)
     # Something is off: find every problem (and apply allowed repairs) on whole arrays.
     if lines is None:
         lines = np.arange(2, n + 2, dtype=np.int64)
     ts, o, h, lo, c, v = (table.column(i).to_numpy() for i in range(len(BAR_FIELDS)))
-    return _validate_arrays(path, ts, o, h, lo, c, v, lines, calendar, repairs, problems, repaired, n)
+    return _validate_arrays(path, ts, o, h, lo, c, v, lines, calendar, repairs, years, problems, repaired, n)
 
 
-def _quick_check(table: pa.Table, calendar: SessionCalendar, repairs: Repairs) -> int | None:
+def _quick_check(table: pa.Table, calendar: SessionCalendar, repairs: Repairs, years: _Years) -> int | None:
     """Every rule on zero-copy chunks (no whole-array temporaries, which are what costs
     time and memory at 7 M rows). Returns the bar interval if the file is clean and needs
     no repair, else None (the caller then names each problem)."""
@@ -386,6 +556,8 @@ def _quick_check(table: pa.Table, calendar: SessionCalendar, repairs: Repairs) -
             return None
         step = np.diff(ts) if prev is None else np.diff(ts, prepend=prev)
         if (len(step) and step.min() <= 0) or (ts % 60).any():
+            return None
+        if ts[0] < years.lo or ts[-1] >= years.hi:  # sorted (just checked): the ends bound the chunk
             return None
         if not calendar.in_session(ts.view("datetime64[s]")).all():
             return None
@@ -410,6 +582,7 @@ def _validate_arrays(
     lines: np.ndarray,
     calendar: SessionCalendar,
     repairs: Repairs,
+    years: _Years,
     problems: _Problems,
     repaired: dict[str, int],
     rows_read: int,
@@ -458,6 +631,13 @@ def _validate_arrays(
         problems.add_many("negative-volume", np.flatnonzero(v < 0), lines, ts, lambda i: f"volume {_n(v[i])} < 0")
 
     secs = ts.astype("datetime64[s]").view(np.int64)
+    problems.add_many(
+        "timestamp-range",
+        np.flatnonzero((secs < years.lo) | (secs >= years.hi)),
+        lines,
+        ts,
+        lambda i: years.detail(_fmt_ts(ts[i])),
+    )
     step = np.diff(secs)
     back = np.flatnonzero(step < 0) + 1
     if len(back):

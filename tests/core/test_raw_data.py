@@ -3,6 +3,13 @@ file, the line or timestamp, and the rule; allowed repairs are counted, never si
 
 from __future__ import annotations
 
+import gzip
+import os
+import random
+import shutil
+import signal
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +190,254 @@ def test_timestamp_format_is_strict_on_the_fast_path_too(tmp_path, stamp):
 def test_interval_of_a_tiny_clean_file(tmp_path):
     rows = ["2024-12-02 09:00:00,10,11,9,10,1", "2024-12-02 09:30:00,10,11,9,10,1"]
     assert read_raw_bars(write(tmp_path, [HEADER, *rows]), GLOBEX).interval_minutes == 30
+
+
+# --- issue 7, section 2: dates and numbers are what they say ---------------------------------
+
+FEB_ROWS = ["2021-02-26 09:00:00,10,11,9,10,1", "2021-02-26 09:01:00,10,11,9,10,1"]
+BROKEN = "not,a,bar"  # a second, unrelated problem: forces the diagnostic (line-by-line) path
+
+
+def problems_of(path: Path, **kwargs) -> set[tuple[str, int | None]]:
+    with pytest.raises(DataValidationError) as exc:
+        read_raw_bars(path, GLOBEX, **kwargs)
+    assert all(p.rule != "unparseable" for p in exc.value.problems), str(exc.value)
+    return {(p.rule, p.line) for p in exc.value.problems}
+
+
+@pytest.mark.parametrize("day", ["2021-02-29", "2021-02-30", "2021-02-31", "2021-04-31"])
+@pytest.mark.parametrize("path_taken", ["fast", "diagnostic"])
+def test_impossible_dates_are_errors_not_moved_into_the_next_month(tmp_path, day, path_taken):
+    lines = [HEADER, *FEB_ROWS, f"{day} 10:00:00,10,11,9,10,1"]
+    if path_taken == "diagnostic":
+        lines.append(BROKEN)
+    found = problems_of(write(tmp_path, lines))
+    assert ("impossible-timestamp", 4) in found
+    assert found == {("impossible-timestamp", 4)} | ({("field-count", 5)} if path_taken == "diagnostic" else set())
+    assert "day is out of range for month" in str(errors_of(write(tmp_path, lines)))
+
+
+@pytest.mark.parametrize("path_taken", ["fast", "diagnostic"])
+def test_far_future_year_is_rejected_with_its_line(tmp_path, path_taken):
+    """2321 overflowed datetime64[ns] downstream and came back as an hourly bar dated 1736."""
+    far = "2321-03-02 10:00:00,6050.00,6050.25,6049.00,6049.50,642"
+    # a blank line (skipped by default) sends the file down the diagnostic path
+    lines = [HEADER, *GOOD_ROWS, far] if path_taken == "fast" else [HEADER, *GOOD_ROWS, "", far]
+    err = errors_of(write(tmp_path, lines))
+    assert [(p.rule, p.line) for p in err.problems] == [("timestamp-range", len(lines))]
+    assert "timestamp 2321-03-02 10:00:00 is outside the accepted years 1970-2100" in str(err)
+
+
+def test_timestamp_range_is_configurable(tmp_path):
+    path = write(tmp_path, [HEADER, *GOOD_ROWS])
+    assert len(read_raw_bars(path, GLOBEX, min_year=2024, max_year=2024)) == 4
+    assert problems_of(path, max_year=2023) == {("timestamp-range", n) for n in (2, 3, 4, 5)}
+    assert problems_of(path, min_year=2025, max_year=2030) == {("timestamp-range", n) for n in (2, 3, 4, 5)}
+    with pytest.raises(ValueError, match="1678"):  # beyond datetime64[ns]: would wrap around downstream
+        read_raw_bars(path, GLOBEX, max_year=2300)
+
+
+ROW_TAIL = ",6050.00,6050.25,6049.00,6049.50,642"
+# (what, line 3 of the file, rule expected on line 3)
+BAD_TEXT = [
+    ("space after the timestamp", "2024-12-02 09:01:00 " + ROW_TAIL, "timestamp-format"),
+    ("space before the timestamp", " 2024-12-02 09:01:00" + ROW_TAIL, "timestamp-format"),
+    ("single-digit day", "2024-12-2 09:01:00" + ROW_TAIL, "timestamp-format"),
+    ("hour 24", "2024-12-02 24:00:00" + ROW_TAIL, "impossible-timestamp"),
+    ("minute 60", "2024-12-02 09:60:00" + ROW_TAIL, "impossible-timestamp"),
+    ("second 60", "2024-12-02 09:01:60" + ROW_TAIL, "impossible-timestamp"),
+    ("underscore in a number", "2024-12-02 09:01:00,6_050.00,6050.25,6049.00,6049.50,642", "bad-number"),
+    ("Arabic-Indic digits", "2024-12-02 09:01:00,6050.00,6050.25,6049.00,6049.50,\u0666\u0664\u0662", "bad-number"),
+    ("full-width digits", "2024-12-02 09:01:00,\uff16\uff10\uff15\uff10,6050.25,6049.00,6049.50,642", "bad-number"),
+    ("no-break space after a number", "2024-12-02 09:01:00,6050.00\u00a0,6050.25,6049.00,6049.50,642", "bad-number"),
+    ("quoted number", '2024-12-02 09:01:00,"6050.00",6050.25,6049.00,6049.50,642', "bad-number"),
+]
+
+
+@pytest.mark.parametrize("what,line,rule", BAD_TEXT, ids=[b[0] for b in BAD_TEXT])
+@pytest.mark.parametrize("path_taken", ["fast", "diagnostic"])
+def test_parse_errors_name_the_line_and_the_rule(tmp_path, what, line, rule, path_taken):
+    lines = [HEADER, GOOD_ROWS[0], line, GOOD_ROWS[3]]
+    if path_taken == "diagnostic":
+        lines.append(BROKEN)
+    found = problems_of(write(tmp_path, lines))
+    assert found == {(rule, 3)} | ({("field-count", 5)} if path_taken == "diagnostic" else set())
+
+
+def test_spaces_and_tabs_around_a_number_are_the_number_on_both_paths(tmp_path):
+    padded = "2024-12-02 09:01:00, 6050.00,6050.25\t,6049.00 , 6049.50, 642"
+    raw = read_raw_bars(write(tmp_path, [HEADER, GOOD_ROWS[0], padded]), GLOBEX)
+    assert list(raw.column("open")) == [6049.25, 6050.0] and raw.column("volume")[1] == 642
+    # the same line on the diagnostic path (a blank line sends the file there) reads the same
+    fixed = read_raw_bars(write(tmp_path, [HEADER, GOOD_ROWS[0], "", padded]), GLOBEX)
+    assert fixed.repairs == {"blank_lines_skipped": 1} and fixed.table.equals(raw.table)
+
+
+def test_a_parser_disagreement_still_names_the_line(tmp_path, monkeypatch):
+    """If the line checks ever accept what the parser rejects, the error still names the line."""
+    import re
+
+    import rooney_core.data.raw as raw_mod
+
+    monkeypatch.setattr(raw_mod, "_NUMBER_RE", re.compile(r".+"))  # a deliberately loose check
+    lines = [HEADER, *GOOD_ROWS[:2], "2024-12-02 09:02:00,6049.50,1_0,6049.00,6049.75,300", GOOD_ROWS[3], ""]
+    assert problems_of_any(write(tmp_path, lines)) == {("unparseable", 4)}
+
+
+def problems_of_any(path: Path) -> set[tuple[str, int | None]]:
+    return {(p.rule, p.line) for p in errors_of(path).problems}
+
+
+# --- files that are not plain readable CSV text ----------------------------------------------
+
+def good_bytes() -> bytes:
+    return ("\n".join([HEADER, *GOOD_ROWS]) + "\n").encode()
+
+
+def assert_short_and_printable(err: DataValidationError) -> None:
+    for p in err.problems:
+        assert len(str(p)) < 400 and str(p).isprintable(), repr(str(p))
+
+
+def test_gzipped_file_is_named_as_compressed_without_dumping_binary(tmp_path):
+    err = errors_of(write(tmp_path, [], raw=gzip.compress(good_bytes() * 200)))
+    assert [p.rule for p in err.problems] == ["compressed"] and "gzip" in str(err)
+    assert len(str(err)) < 300
+    assert_short_and_printable(err)
+
+
+def test_binary_garbage_never_reaches_a_message(tmp_path):
+    garbage = random.Random(7).randbytes(12_000)
+    one_line = garbage.replace(b"\n", b"").replace(b"\r", b"")
+    for raw in (garbage, one_line, good_bytes() + garbage, HEADER.encode() + b"\n" + one_line):
+        assert_short_and_printable(errors_of(write(tmp_path, [], raw=raw)))
+
+
+def test_directory_is_not_reported_as_missing(tmp_path):
+    (tmp_path / "ES_bt.csv").mkdir()
+    err = errors_of(tmp_path / "ES_bt.csv")
+    assert [p.rule for p in err.problems] == ["not-a-file"] and "directory" in str(err)
+
+
+def test_fifo_is_named_and_never_opened(tmp_path):
+    fifo = tmp_path / "ES_bt.csv"
+    os.mkfifo(fifo)
+    with no_hang(5):  # opening a FIFO blocks until a writer comes: the type is checked first
+        err = errors_of(fifo)
+    assert [p.rule for p in err.problems] == ["not-a-file"] and "FIFO" in str(err)
+
+
+def test_missing_file(tmp_path):
+    err = errors_of(tmp_path / "ES_bt.csv")
+    assert [p.rule for p in err.problems] == ["missing-file"]
+
+
+@contextmanager
+def no_hang(seconds: int):
+    def boom(*_):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def deny(monkeypatch, path: Path) -> None:
+    """Make our reader's open() of ``path`` fail as a file without read permission would
+    (the tests run as root, for whom permission bits do not stop a read)."""
+    import builtins
+
+    import rooney_core.data.raw as raw_mod
+
+    def guarded_open(file, *args, **kwargs):
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr(raw_mod, "open", guarded_open, raising=False)
+
+
+def test_unreadable_file_is_one_error(tmp_path, monkeypatch):
+    path = write(tmp_path, [HEADER, *GOOD_ROWS])
+    deny(monkeypatch, path)
+    err = errors_of(path)
+    assert [(p.rule, p.line) for p in err.problems] == [("unreadable", None)]
+    assert "Permission denied" in str(err)
+
+
+def test_read_error_after_the_header_is_one_error(tmp_path, monkeypatch):
+    import rooney_core.data.raw as raw_mod
+
+    def failing_read(*_args, **_kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(raw_mod, "_read_csv", failing_read)
+    err = errors_of(write(tmp_path, [HEADER, *GOOD_ROWS]))
+    assert [p.rule for p in err.problems] == ["unreadable"] and "Input/output error" in str(err)
+
+
+def test_check_data_gives_one_error_per_bad_file_and_checks_the_others(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from rooney_core.cli import cli
+
+    (tmp_path / "ES_bt.csv").write_bytes(good_bytes())
+    (tmp_path / "NQ_bt.csv").mkdir()
+    os.mkfifo(tmp_path / "RTY_bt.csv")
+    (tmp_path / "YM_bt.csv").write_bytes(gzip.compress(good_bytes()))
+    (tmp_path / "GC_bt.csv").write_bytes(good_bytes())
+    deny(monkeypatch, tmp_path / "GC_bt.csv")
+    (tmp_path / "SI_bt.csv").write_bytes(good_bytes().replace(b"2024-12-02 09:03:00", b"2321-03-02 10:00:00"))
+    with no_hang(30):
+        res = CliRunner().invoke(cli, ["check-data", str(tmp_path)], obj={})
+    assert res.exit_code == 1, res.output
+    assert "ES: ok" in res.stdout
+    err_lines = res.stderr.splitlines()
+    for sym, rule in (("NQ", "not-a-file"), ("RTY", "not-a-file"), ("YM", "compressed"), ("GC", "unreadable"),
+                      ("SI", "timestamp-range")):
+        mine = [ln for ln in err_lines if f"{sym}_bt.csv" in ln]
+        assert len(mine) == 1 and f"[{rule}]" in mine[0], res.stderr
+    assert "SI_bt.csv: line 5" in res.stderr
+    assert "5 of 6 file(s) failed validation" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_really_unreadable_file(tmp_path_factory):
+    """The same with real permission bits: as root, drop the effective uid for the read."""
+    if os.geteuid() == 0 and not hasattr(os, "seteuid"):
+        pytest.skip("cannot drop privileges here")
+    base = Path(tempfile.mkdtemp(prefix="rooney-unreadable-"))  # traversable by 'nobody'
+    try:
+        base.chmod(0o755)
+        good = base / "ES_bt.csv"
+        good.write_bytes(good_bytes())
+        bad = base / "NQ_bt.csv"
+        bad.write_bytes(good_bytes())
+        bad.chmod(0)
+        read_raw_bars(good, GLOBEX)  # import everything lazily imported before dropping privileges
+        with unprivileged():
+            ok = read_raw_bars(good, GLOBEX)
+            with pytest.raises(DataValidationError) as exc:
+                read_raw_bars(bad, GLOBEX)
+        assert len(ok) == 4
+        assert [p.rule for p in exc.value.problems] == ["unreadable"] and "Permission denied" in str(exc.value)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def unprivileged():
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
