@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from rooney_core.errors import ConfigError
@@ -298,6 +299,19 @@ class DataSection(Strict):
     dir: str | None = None
     symbols: list[str] = Field(min_length=1)
     repairs: Repairs = Repairs()
+    # Timestamps outside these years are errors (bars are datetime64[ns]: 1678..2261 at most).
+    min_year: int = Field(default=1970, ge=1678, le=2261)
+    max_year: int = Field(default=2100, ge=1678, le=2261)
+
+    @model_validator(mode="after")
+    def _years(self) -> DataSection:
+        if self.min_year > self.max_year:
+            raise ValueError(f"min_year {self.min_year} is after max_year {self.max_year}")
+        return self
+
+    def gate(self) -> dict:
+        """The data gate's settings, as keyword arguments of read_raw_bars / load_session_bars."""
+        return {"repairs": self.repairs, "min_year": self.min_year, "max_year": self.max_year}
 
 
 class SampleDataSection(Strict):

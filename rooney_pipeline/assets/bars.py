@@ -38,7 +38,7 @@ def raw_bars(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.Ma
     path = csv_path(rooney.data_path, symbol)
     context.log.info(f"reading and validating {path}")
     try:
-        raw = read_raw_bars(path, inst.calendar, cfg.pipeline.data.repairs)
+        raw = read_raw_bars(path, inst.calendar, **cfg.pipeline.data.gate())
     except DataValidationError as err:
         raise _data_gate_failure(err) from err
     for what, n in raw.repairs.items():

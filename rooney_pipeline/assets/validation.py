@@ -58,8 +58,8 @@ def feature_validation(context: dg.AssetExecutionContext, config: FeatureValidat
             context.log.warning(f"no {symbol} file in the overlap directory {overlap}")
         else:
             try:
-                other = load_session_bars(overlap, inst, cfg.pipeline.data.repairs)
-                other_pair = (load_session_bars(overlap, cfg.instrument(pair), cfg.pipeline.data.repairs).hourly
+                other = load_session_bars(overlap, inst, **cfg.pipeline.data.gate())
+                other_pair = (load_session_bars(overlap, cfg.instrument(pair), **cfg.pipeline.data.gate()).hourly
                               if pair and csv_path(overlap, pair).is_file() else None)
             except DataValidationError as err:
                 raise dg.Failure(description=f"the overlap data is malformed: {err}") from err
