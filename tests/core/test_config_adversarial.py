@@ -156,6 +156,20 @@ def test_inf_in_sample_market_is_refused(config_dir):
     assert_names(str(exc.value), path, "vol_regime.fast_sd", "finite")
 
 
+def test_year_range_is_validated_and_reaches_the_data_gate(config_dir):
+    path = config_dir / "pipeline.yml"
+    edit(path, "  min_year: 1970", "  min_year: 2200")
+    with pytest.raises(ConfigError) as exc:
+        load_config(config_dir)
+    assert_names(str(exc.value), path, "data", "min_year 2200 is after max_year 2100")
+    edit(path, "  min_year: 2200", "  min_year: 1970")
+    edit(path, "  max_year: 2100", "  max_year: 2300")
+    with pytest.raises(ConfigError):
+        load_config(config_dir)  # beyond datetime64[ns]
+    edit(path, "  max_year: 2300", "  max_year: 2030")
+    assert load_config(config_dir).pipeline.data.gate()["max_year"] == 2030
+
+
 def test_impossible_reference_date_in_sample_market_is_refused(config_dir):
     path = config_dir / "sample_market.yml"
     text = path.read_text()
