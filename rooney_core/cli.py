@@ -138,6 +138,43 @@ def check_data(ctx, data_dir: Path, symbols: str | None) -> None:
         sys.exit(1)
 
 
+@cli.command("import-databento")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write <SYMBOL>_bt.csv files into.")
+@click.option("--definitions", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Databento definition file(s) mapping instrument ids to contracts (repeatable).")
+@click.option("--symbols", default=None, help="Comma-separated roots to import (default: every root in the files).")
+@click.option("--force", is_flag=True, help="Overwrite existing <SYMBOL>_bt.csv files (no merging).")
+@click.pass_context
+def import_databento(ctx, paths, out_dir: Path, definitions, symbols: str | None, force: bool) -> None:
+    """Convert Databento OHLCV-1m files (DBN, .dbn.zst) to raw <SYMBOL>_bt.csv files.
+
+    One contract per root and session: the one with the most volume in that session (see
+    rooney_core/data/databento.py). Each file is checked by the data gate before it is written.
+    """
+    from rooney_core.data.databento import read_databento, write_raw_csvs
+
+    cfg = _cfg(ctx)
+    syms = _split(symbols)
+    for s in syms or []:
+        cfg.instrument(s)  # unknown symbol -> ConfigError before any work
+    t0 = time.perf_counter()
+    bars = read_databento(list(paths), cfg, definitions=list(definitions) or None, symbols=syms)
+    for reason, n in sorted(bars.skipped.items()):
+        _say(f"skipped {n} bar(s): {reason}")
+    for path, raw in write_raw_csvs(bars, out_dir, cfg, force=force):
+        root = path.name[: -len("_bt.csv")]
+        used = bars.sessions[bars.sessions["root"] == root]
+        rolled = used[used["passed_over"] != ""]
+        _say(f"{root}: {len(bars.frames[root])} bars, {raw.first_timestamp} .. {raw.last_timestamp}, "
+             f"contracts {', '.join(dict.fromkeys(used['raw_symbol']))} over {len(used)} session(s)"
+             + (f" ({len(rolled)} with other contracts passed over)" if len(rolled) else "")
+             + f"; data gate: ok, repairs: {', '.join(f'{k}={v}' for k, v in raw.repairs.items()) or 'none'}")
+        click.echo(str(path))
+    _say(f"done in {time.perf_counter() - t0:.1f} s")
+
+
 @cli.command("bars")
 @click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--symbol", required=True)
