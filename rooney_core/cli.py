@@ -124,7 +124,7 @@ def check_data(ctx, data_dir: Path, symbols: str | None) -> None:
         inst = cfg.instrument(sym)
         path = csv_path(data_dir, sym)
         try:  # a missing, unreadable or non-regular file is one DataValidationError: go on
-            raw = read_raw_bars(path, inst.calendar, cfg.pipeline.data.repairs)
+            raw = read_raw_bars(path, inst.calendar, **cfg.pipeline.data.gate())
         except DataValidationError as err:
             bad += 1
             for p in err.problems:
@@ -187,7 +187,7 @@ def bars(ctx, data_dir: Path, symbol: str, out_dir: Path) -> None:
 
     cfg = _cfg(ctx)
     _say(f"{symbol}: reading and validating {data_dir}")
-    sb = load_session_bars(data_dir, cfg.instrument(symbol), cfg.pipeline.data.repairs)
+    sb = load_session_bars(data_dir, cfg.instrument(symbol), **cfg.pipeline.data.gate())
     hp = write_parquet_atomic(sb.hourly, out_dir / f"{symbol}_hourly.parquet")
     dp = write_parquet_atomic(sb.daily, out_dir / f"{symbol}_daily.parquet")
     _say(f"{symbol}: {len(sb.hourly)} hourly and {len(sb.daily)} daily bars; repairs: {sb.raw.repairs or 'none'}")
@@ -229,10 +229,10 @@ def _bars_and_features(cfg, data_dir: Path, symbol: str):
 
     inst = cfg.instrument(symbol)
     _say(f"{symbol}: building bars from {data_dir}")
-    own = load_session_bars(data_dir, inst, cfg.pipeline.data.repairs)
+    own = load_session_bars(data_dir, inst, **cfg.pipeline.data.gate())
     pair_hourly = None
     if inst.pair and csv_path(data_dir, inst.pair).is_file():
-        pair_hourly = load_session_bars(data_dir, cfg.instrument(inst.pair), cfg.pipeline.data.repairs).hourly
+        pair_hourly = load_session_bars(data_dir, cfg.instrument(inst.pair), **cfg.pipeline.data.gate()).hourly
     elif inst.pair:
         _say(f"warning: {csv_path(data_dir, inst.pair)} not found: pair features will be missing (NaN)")
     names = selected_features(cfg.features.selection)

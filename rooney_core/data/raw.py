@@ -396,6 +396,25 @@ def _check_line(text: str, lineno: int, names: list[str], problems: _Problems) -
     return ok
 
 
+def parse_row(text: str, path: str, lineno: int, names: tuple[str, ...] = COLUMNS,
+              min_year: int = MIN_YEAR, max_year: int = MAX_YEAR) -> tuple[np.datetime64, float, float, float, float, float]:
+    """One data line of a raw file, read by the same rules as a whole file (for a feed that
+    follows a file line by line): (bar start, open, high, low, close, volume). Raises
+    DataValidationError naming the file, line and rule. Value rules (High < Low, NaN, order)
+    are the bar builder's, as they need the bars around it."""
+    problems = _Problems(path)
+    text = text.rstrip("\r\n")
+    if _check_line(text, lineno, list(names), problems):
+        ts = text.split(",", 1)[0]
+        if not min_year <= int(ts[:4]) <= max_year:
+            problems.add("timestamp-range", f"timestamp {ts} is outside the years {min_year}-{max_year}",
+                         line=lineno, ts=ts)
+    problems.raise_if_any()
+    fields = text.split(",")
+    o, h, lo, c, v = (float(x) for x in fields[1:len(COLUMNS)])
+    return np.datetime64(fields[0].replace(" ", "T"), "s"), o, h, lo, c, v
+
+
 def _scan_lines(
     path: Path, names: list[str], skip: int, repairs: Repairs, problems: _Problems
 ) -> tuple[list[bytes], np.ndarray, dict[str, int]]:

@@ -1,0 +1,185 @@
+"""Market data feeds for the live engine, behind one interface: an iterator of minute bars
+(and of the problems met on the way) in time order across instruments.
+
+* ``replay_feed``: plays ``<SYM>_bt.csv`` files through the data gate, merged by time, at a
+  speed factor (60 = one hour of bars a minute) or as fast as possible;
+* ``tail_feed``: follows ``<SYM>_bt.csv`` files that another process appends to, reading
+  only complete lines, each by the data gate's rules;
+* ``stdin_feed``: JSON lines, one minute bar each
+  (``{"symbol": "ES", "datetime": "2024-01-02 10:00:00", "open": .., "high": .., "low": ..,
+  "close": .., "volume": ..}``);
+* ``dbn_feed``: Databento OHLCV-1m files (``rooney_core.data.databento``).
+
+A line or record that cannot be read is yielded as a ``FeedProblem`` naming the instrument
+and where, never as a bar: the engine logs it and goes on with the other instruments.
+Timestamps are naive exchange-local bar starts, as in the raw files.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple, TextIO
+
+import numpy as np
+
+from rooney_core.config import RooneyConfig
+from rooney_core.data import csv_path
+from rooney_core.data.raw import parse_row, read_raw_bars
+from rooney_core.errors import DataValidationError, RooneyError
+
+
+class MinuteBar(NamedTuple):
+    symbol: str
+    timestamp: np.datetime64  # bar start, exchange-local, datetime64[s]
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class FeedProblem(NamedTuple):
+    symbol: str | None
+    where: str  # file and line, or the record
+    reason: str
+
+
+FeedItem = MinuteBar | FeedProblem
+
+
+def _gate_bars(cfg: RooneyConfig, data_dir: Path, symbol: str) -> Iterator[MinuteBar]:
+    raw = read_raw_bars(csv_path(data_dir, symbol), cfg.instrument(symbol).calendar, **cfg.pipeline.data.gate())
+    for ts, o, h, lo, c, v in raw.batches():
+        stamps = ts.astype("datetime64[s]")
+        for i in range(len(stamps)):
+            yield MinuteBar(symbol, stamps[i], float(o[i]), float(h[i]), float(lo[i]), float(c[i]), float(v[i]))
+
+
+def _bars_after(bars: Iterator[MinuteBar], after: np.datetime64 | None) -> Iterator[MinuteBar]:
+    return bars if after is None else (b for b in bars if b.timestamp > after)
+
+
+def replay_feed(cfg: RooneyConfig, data_dir: str | os.PathLike[str], symbols: list[str], speed: float | None = None,
+                after: dict[str, np.datetime64] | None = None, sleep: Callable[[float], None] = time.sleep
+                ) -> Iterator[FeedItem]:
+    """Every minute bar of the instruments' files after ``after[symbol]`` (a restart resumes
+    where it stopped), merged in time order. Files are validated whole first, as in research."""
+    after = after or {}
+    streams = [_bars_after(_gate_bars(cfg, Path(data_dir), s), after.get(s)) for s in symbols]
+    last_ts, last_wall = None, None
+    for bar in heapq.merge(*streams, key=lambda b: (b.timestamp, b.symbol)):
+        if speed and last_ts is not None:
+            gap = float((bar.timestamp - last_ts) / np.timedelta64(1, "s")) / speed
+            wait = gap - (time.monotonic() - last_wall)
+            if wait > 0:
+                sleep(min(wait, 60.0))
+        last_ts, last_wall = bar.timestamp, time.monotonic()
+        yield bar
+
+
+class _Follower:
+    """Reads the complete lines appended to one file since the last call."""
+
+    def __init__(self, path: Path, symbol: str, cfg: RooneyConfig):
+        self.path, self.symbol, self.cfg = path, symbol, cfg
+        self.offset = 0
+        self.lineno = 0
+        self.partial = b""
+
+    def poll(self) -> list[FeedItem]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            return [FeedProblem(self.symbol, str(self.path), f"unreadable: {exc.strerror}")]
+        self.offset += len(chunk)
+        data = self.partial + chunk
+        lines = data.split(b"\n")
+        self.partial = lines.pop()  # not yet terminated: wait for the rest of the line
+        out: list[FeedItem] = []
+        for raw in lines:
+            self.lineno += 1
+            text = raw.decode("utf-8", errors="replace").rstrip("\r")
+            if not text.strip() or (self.lineno == 1 and text.startswith("datetime")):
+                continue
+            try:
+                ts, o, h, lo, c, v = parse_row(text, str(self.path), self.lineno,
+                                               min_year=self.cfg.pipeline.data.min_year,
+                                               max_year=self.cfg.pipeline.data.max_year)
+            except DataValidationError as err:
+                out.append(FeedProblem(self.symbol, f"{self.path} line {self.lineno}",
+                                       "; ".join(f"[{p.rule}] {p.detail}" for p in err.problems)))
+                continue
+            out.append(MinuteBar(self.symbol, ts, o, h, lo, c, v))
+        return out
+
+
+def tail_feed(cfg: RooneyConfig, data_dir: str | os.PathLike[str], symbols: list[str], poll_seconds: float = 1.0,
+              stop: Callable[[], bool] = lambda: False, from_start: bool = True,
+              sleep: Callable[[float], None] = time.sleep) -> Iterator[FeedItem]:
+    """Follow the instruments' files; yields what each poll found, in time order, until
+    ``stop()``. With ``from_start=False`` lines already in the files are skipped."""
+    followers = [_Follower(csv_path(Path(data_dir), s), s, cfg) for s in symbols]
+    if not from_start:
+        for f in followers:
+            f.poll()
+    while not stop():
+        found = [item for f in followers for item in f.poll()]
+        yield from sorted((x for x in found if isinstance(x, MinuteBar)), key=lambda b: (b.timestamp, b.symbol))
+        yield from (x for x in found if isinstance(x, FeedProblem))
+        if not found:
+            sleep(poll_seconds)
+
+
+def stdin_feed(stream: TextIO, symbols: Iterable[str]) -> Iterator[FeedItem]:
+    """Minute bars as JSON lines; a record that cannot be read is a FeedProblem."""
+    wanted = set(symbols)
+    for n, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            sym = str(rec["symbol"])
+            ts = parse_row(",".join([str(rec["datetime"]), *(repr(float(rec[k])) for k in
+                                                              ("open", "high", "low", "close", "volume"))]),
+                           "<stdin>", n)[0]
+            values = tuple(float(rec[k]) for k in ("open", "high", "low", "close", "volume"))
+        except (ValueError, KeyError, TypeError, DataValidationError) as exc:
+            yield FeedProblem(None, f"<stdin> line {n}", f"not a minute bar: {str(exc).splitlines()[-1][:200]}")
+            continue
+        if sym in wanted:
+            yield MinuteBar(sym, ts, *values)
+
+
+def dbn_feed(cfg: RooneyConfig, paths: list[str], symbols: list[str]) -> Iterator[FeedItem]:
+    """Databento OHLCV-1m files, converted to exchange-local minute bars."""
+    from rooney_core.data import databento
+
+    wanted = set(symbols)
+    for sym, ts, o, h, lo, c, v in databento.iter_dbn_minute_bars(paths, cfg):
+        if sym in wanted:
+            yield MinuteBar(sym, np.datetime64(ts, "s"), float(o), float(h), float(lo), float(c), float(v))
+
+
+def parse_feed_spec(spec: str) -> tuple[str, str, float | None]:
+    """``replay:DIR[:SPEED]``, ``tail:DIR``, ``stdin`` or ``dbn:PATH`` -> (kind, where, speed)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "stdin" and not rest:
+        return kind, "", None
+    if kind in ("tail", "dbn") and rest:
+        return kind, rest, None
+    if kind == "replay" and rest:
+        where, sep, speed = rest.rpartition(":")
+        try:
+            return (kind, where, float(speed)) if sep and float(speed) > 0 else (kind, rest, None)
+        except ValueError:
+            return kind, rest, None  # a directory name with a colon in it
+    raise RooneyError(f"--feed {spec!r}: expected replay:DIR[:SPEED], tail:DIR, stdin or dbn:PATH")
