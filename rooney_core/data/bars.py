@@ -18,9 +18,23 @@ from rooney_core.data.raw import RawBars
 from rooney_core.sessions import SessionCalendar
 
 BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
+HOUR_SECONDS = 3600
 
 
-def _aggregate(
+def hour_key(epoch_seconds):
+    """The hourly bar a sub-hourly bar belongs to: its clock hour, as whole hours since the
+    epoch (bar start in epoch seconds -> hour number; the bar's label is key * 3600 s).
+    Works on ints and int64 arrays alike; the batch build and the live builder both use it."""
+    return epoch_seconds // HOUR_SECONDS
+
+
+def session_key(hour_starts: np.ndarray, calendar: SessionCalendar) -> np.ndarray:
+    """The daily bar an hourly bar belongs to: the trading date of the hour's *start*
+    (datetime64[D]). The batch build and the live builder both use it."""
+    return calendar.trading_date(hour_starts)
+
+
+def aggregate_bars(
     keys: np.ndarray,
     o: np.ndarray,
     h: np.ndarray,
@@ -28,12 +42,13 @@ def _aggregate(
     c: np.ndarray,
     v: np.ndarray,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """OHLCV of runs of equal, sorted keys (one pass of reduceat, no sort)."""
+    """OHLCV of runs of equal, sorted keys (one pass of reduceat, no sort): first open, max
+    high, min low, last close, summed volume. The one aggregation rule of batch and live bars."""
     if len(keys) == 0:
         empty = np.empty(0)
         return keys[:0], {k: empty for k in BAR_COLUMNS}
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], len(keys)] - 1
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    ends = np.append(starts[1:], len(keys)) - 1
     return keys[starts], {
         "open": o[starts],
         "high": np.maximum.reduceat(h, starts),
@@ -56,20 +71,20 @@ def hourly_bars(raw: RawBars) -> pd.DataFrame:
     Works chunk by chunk on the parser's zero-copy arrays; an hour split across two chunks
     yields two partial bars, which a second pass merges (first open, max high, min low,
     last close, summed volume are associative)."""
-    parts = [_aggregate(ts // 3600, o, h, lo, c, v) for ts, o, h, lo, c, v in raw.batches()]
+    parts = [aggregate_bars(hour_key(ts), o, h, lo, c, v) for ts, o, h, lo, c, v in raw.batches()]
     if not parts:
-        return _frame(np.empty(0, dtype="datetime64[h]"), _aggregate(np.empty(0, dtype=np.int64), *[np.empty(0)] * 5)[1])
+        return _frame(np.empty(0, dtype="datetime64[h]"), aggregate_bars(np.empty(0, dtype=np.int64), *[np.empty(0)] * 5)[1])
     keys = np.concatenate([k for k, _ in parts])
     cols = {name: np.concatenate([c[name] for _, c in parts]) for name in BAR_COLUMNS}
-    idx, merged = _aggregate(keys, *(cols[n] for n in BAR_COLUMNS))
+    idx, merged = aggregate_bars(keys, *(cols[n] for n in BAR_COLUMNS))
     return _frame(idx.astype("datetime64[h]"), merged)
 
 
 def daily_bars(hourly: pd.DataFrame, calendar: SessionCalendar) -> pd.DataFrame:
     """Aggregate hourly bars into one bar per trading session, labelled by trading date."""
     ts = hourly.index.values
-    tdate = calendar.trading_date(ts).astype("datetime64[ns]")
-    idx, cols = _aggregate(
+    tdate = session_key(ts, calendar).astype("datetime64[ns]")
+    idx, cols = aggregate_bars(
         tdate,
         hourly["open"].to_numpy(),
         hourly["high"].to_numpy(),
