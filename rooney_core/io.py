@@ -11,7 +11,9 @@ pipeline unreadable to a live engine running as another user of the same group.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,12 +69,53 @@ def write_file_synced(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def _host() -> str:
+    return socket.gethostname().replace("/", "_").replace(".", "_") or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_dead_temps(target: Path, max_age_seconds: float = 86_400.0) -> list[Path]:
+    """Remove temporary files of ``target`` left by writers that were killed: those of a dead
+    process on this host, or older than ``max_age_seconds`` (another host's). A live writer's
+    temp file is never touched."""
+    removed = []
+    host = _host()
+    prefix = f".{target.name}."
+    for entry in os.scandir(target.parent):
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        parts = name[len(prefix):].split(".")
+        mine = len(parts) >= 3 and parts[0] == host and parts[1].isdigit()
+        try:
+            old = time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age_seconds
+        except FileNotFoundError:
+            continue
+        if (mine and not _pid_alive(int(parts[1]))) or old:
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+    Leftovers of killed writers of the same target are removed first."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_dead_temps(target)
+    # host and pid in the name tell a dead writer's leftover from a live writer's file
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_host()}.{os.getpid()}.", suffix=".tmp",
+                               dir=target.parent)
     os.fchmod(fd, file_mode())
     os.close(fd)
     tmp_path = Path(tmp)

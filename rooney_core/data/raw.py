@@ -233,6 +233,8 @@ def _check_header(path: Path, repairs: Repairs, problems: _Problems) -> tuple[li
     """Check encoding, delimiter and columns. Returns (column names, bytes to skip)."""
     with open(path, "rb") as fh:
         head = fh.read(4096)
+        if b"\n" not in head:  # a header longer than that: read its whole line (capped)
+            head += fh.readline(1 << 20)
     if not head.strip():
         problems.add("empty-file", "the file is empty (no header, no rows)", line=1)
         return [], 0

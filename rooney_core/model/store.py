@@ -51,9 +51,9 @@ BUNDLE_FILE = "bundle.skops"
 LEGACY_BUNDLE_FILE = "bundle.joblib"  # format 1: a pickle, never loaded
 METADATA_FILE = "metadata.json"
 RECORDS_FILE = "versions.log"
-_NAME = re.compile(r"^(?P<symbol>[A-Za-z0-9]+)_v(?P<n>[1-9][0-9]*)$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_TMP_DIR = re.compile(r"^\.tmp-[A-Za-z0-9]+-(?P<pid>\d+)-(?P<host>.+)-[^-]+$")
+_NAME = re.compile(r"(?P<symbol>[A-Za-z0-9]+)_v(?P<n>[1-9][0-9]*)")  # used with fullmatch only
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # fullmatch
+_TMP_DIR = re.compile(r"\.tmp-[A-Za-z0-9]+-(?P<pid>\d+)-(?P<host>.+)-[^-]+")  # fullmatch
 
 
 class ModelStoreError(RooneyError):
@@ -154,12 +154,19 @@ class ModelStore:
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r})"
 
+    def _make_dirs(self) -> None:
+        try:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModelStoreError(f"{self.root}: cannot be the model store ({exc.strerror}); point model_store "
+                                  "(pipeline.yml) or $ROONEY_MODEL_STORE at a directory") from None
+
     @contextmanager
     def _lock(self) -> Iterator[None]:
         """The store's one exclusive lock (version numbers, records, manifest). flock is
         released by the kernel if the holder dies, so a kill never leaves it stuck. Not
         re-entrant: a second flock on a new descriptor in the same process would wait."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_dirs()
         with open(self._lock_path, "ab") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
@@ -184,7 +191,7 @@ class ModelStore:
         symbol = bundle.symbol
         data = dump_bundle(bundle)
         sha256 = hashlib.sha256(data).hexdigest()
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._make_dirs()
         self.cleanup_temp()
         # pid and host in the name let cleanup_temp tell a dead writer's leftovers from live work.
         tmp = make_temp_dir(self.versions_dir, f".tmp-{symbol}-{os.getpid()}-{_host()}-")
@@ -220,7 +227,7 @@ class ModelStore:
             return []
         out = []
         for entry in os.scandir(self.versions_dir):
-            m = _NAME.match(entry.name)
+            m = _NAME.fullmatch(entry.name)
             if m and entry.is_dir(follow_symlinks=False) and (symbol is None or m["symbol"] == symbol):
                 out.append((m["symbol"], int(m["n"]), entry.name))
         return sorted(out)
@@ -241,13 +248,13 @@ class ModelStore:
         return out
 
     def _next_number(self, symbol: str) -> int:
-        recorded = [int(m["n"]) for m in map(_NAME.match, self.records()) if m and m["symbol"] == symbol]
+        recorded = [int(m["n"]) for m in map(_NAME.fullmatch, self.records()) if m and m["symbol"] == symbol]
         return max([n for _, n, _ in self._names(symbol)] + recorded, default=0) + 1
 
     def version_dir(self, name: str) -> Path:
         """The directory of version ``name``; ModelStoreError listing known versions if unknown.
         Only a name of the form <SYMBOL>_v<N> that is a real directory in the store resolves."""
-        m = _NAME.match(name) if isinstance(name, str) else None
+        m = _NAME.fullmatch(name) if isinstance(name, str) else None
         path = self.versions_dir / name if m else None
         if path is None or path.is_symlink() or not path.is_dir():
             sym = m["symbol"] if m else str(name).split("_v")[0]
@@ -263,7 +270,7 @@ class ModelStore:
             meta = json.loads(_read_regular_file(path).decode("utf-8"))
         except (ModelIntegrityError, UnicodeDecodeError, ValueError) as exc:
             raise ModelStoreError(f"{path}: unreadable version metadata ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("symbol") != _NAME.match(name)["symbol"]:
+        if not isinstance(meta, dict) or meta.get("symbol") != _NAME.fullmatch(name)["symbol"]:
             raise ModelStoreError(f"{path}: not the metadata of {name}")
         return meta
 
@@ -294,7 +301,7 @@ class ModelStore:
 
     def _expected_sha256(self, name: str) -> tuple[str, str]:
         """(sha256, where it comes from) that version ``name``'s bundle must have."""
-        symbol = _NAME.match(name)["symbol"]
+        symbol = _NAME.fullmatch(name)["symbol"]
         rec = self.records().get(name)
         if rec is not None and rec.get("conflicting"):
             raise ModelIntegrityError(f"refused: {RECORDS_FILE} holds conflicting records for {name} "
@@ -302,8 +309,9 @@ class ModelStore:
         entry = self.production_entry(symbol)
         if entry is not None and entry["version"] == name:
             if rec is not None and rec.get("sha256") != entry["sha256"]:
-                raise ModelIntegrityError(f"refused: {name}: the manifest's sha256 {entry['sha256']} differs from "
-                                          f"the one recorded when it was stored ({rec.get('sha256')})")
+                raise ModelIntegrityError(f"refused: {name}: the sha256 in {self.manifest_path} ({entry['sha256']}) "
+                                          f"differs from the one {self.records_path} recorded when it was stored "
+                                          f"({rec.get('sha256')})")
             return entry["sha256"], "the manifest"
         if rec is None or not isinstance(rec.get("sha256"), str):
             raise ModelIntegrityError(f"refused: {name} has no record in {self.records_path} (stored before "
@@ -334,9 +342,10 @@ class ModelStore:
         """Load a version after checking its sha256 (manifest for production, else versions.log)."""
         data, _ = self._verified_bytes(name)
         bundle = load_bundle(data, str(self.versions_dir / name / BUNDLE_FILE))
-        symbol = _NAME.match(name)["symbol"]
+        symbol = _NAME.fullmatch(name)["symbol"]
         if bundle.symbol != symbol:
-            raise ModelIntegrityError(f"refused: {name} holds a bundle for {bundle.symbol}, not {symbol}")
+            raise ModelIntegrityError(f"refused: {self.versions_dir / name / BUNDLE_FILE} holds a bundle for "
+                                      f"{bundle.symbol}, not {symbol}")
         return bundle
 
     def cleanup_temp(self, min_age_seconds: float = 3600.0) -> list[Path]:
@@ -349,7 +358,7 @@ class ModelStore:
             for entry in os.scandir(self.versions_dir):
                 if not entry.name.startswith(".tmp-"):
                     continue
-                m = _TMP_DIR.match(entry.name)
+                m = _TMP_DIR.fullmatch(entry.name)
                 dead = bool(m) and m["host"] == host and not _pid_alive(int(m["pid"]))
                 try:
                     old = time.time() - entry.stat(follow_symlinks=False).st_mtime > min_age_seconds
@@ -420,7 +429,7 @@ class ModelStore:
         if not by or not by.strip():
             raise ModelStoreError(f"promote {name}: say who promotes it (by=...)")
         self.version_dir(name)
-        symbol = _NAME.match(name)["symbol"]
+        symbol = _NAME.fullmatch(name)["symbol"]
         with self._lock():
             self._settle()
             man = self.manifest()
@@ -534,11 +543,11 @@ def _entry_problem(symbol: Any, entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return f"expected a mapping, got {type(entry).__name__}"
     version = entry.get("version")
-    m = _NAME.match(version) if isinstance(version, str) else None
+    m = _NAME.fullmatch(version) if isinstance(version, str) else None
     if m is None:
         return f"version {version!r} is not a <SYMBOL>_v<N> name"
     if m["symbol"] != symbol:
         return f"version {version} belongs to {m['symbol']}"
-    if not isinstance(entry.get("sha256"), str) or not _SHA256.match(entry["sha256"]):
+    if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
         return "sha256 is not a 64-digit hex string"
     return None

@@ -394,3 +394,25 @@ def test_loaded_bundles_keep_their_hash_and_predictions(tmp_path):
         {k: v for k, v in b.fields().items() if k != "estimator"}
     x = np.random.default_rng(0).normal(size=(50, 4))
     np.testing.assert_array_equal(loaded.predict_proba(x), b.predict_proba(x))
+
+
+def test_found_by_the_adversarial_harness(tmp_path):
+    """bench/adversarial.py's findings: a store root that is a file is our error; a folder
+    named 'ES_v3\\n' is not a version; integrity errors name the file."""
+    afile = tmp_path / "not_a_dir"
+    afile.write_text("x")
+    with pytest.raises(ModelStoreError, match="cannot be the model store"):
+        ModelStore(afile).add_version(make_bundle())
+    store = ModelStore(tmp_path / "store")
+    name = store.add_version(make_bundle())
+    (store.versions_dir / "ES_v3\n").mkdir()
+    assert [m["version"] for m in store.list_versions()] == [name]
+    with pytest.raises(ModelStoreError, match="unknown model version"):
+        store.load("ES_v3\n")
+    store.promote(name, by="alice")
+    man = json.loads(store.manifest_path.read_text())
+    man["instruments"]["ES"]["sha256"] = "0" * 64
+    store.manifest_path.write_text(json.dumps(man))
+    with pytest.raises(ModelIntegrityError) as err:
+        store.load_production("ES")
+    assert str(store.manifest_path) in str(err.value) and str(store.records_path) in str(err.value)

@@ -441,3 +441,12 @@ def unprivileged():
     finally:
         os.seteuid(0)
         os.setegid(0)
+
+
+def test_a_header_longer_than_the_first_read_is_read_whole(tmp_path):
+    """bench/adversarial.py: a valid file whose header line passed 4 KB was refused with
+    'column volume is missing'."""
+    path = tmp_path / "ES_bt.csv"
+    long_header = "datetime,Open,High,Low,Close," + " " * 5000 + "volume"
+    path.write_text(long_header + "\n" + "\n".join(GOOD_ROWS) + "\n")
+    assert len(read_raw_bars(path, GLOBEX)) == len(GOOD_ROWS)
