@@ -1,0 +1,415 @@
+"""The live engine: minute bars in, decisions, orders and a prediction log out, for several
+instruments in one process, on the same decision core as the backtest.
+
+Per closed hourly bar of a traded instrument, in this order (the backtest's order):
+
+1. the order placed at the previous bar's close fills at this bar's open plus slippage (the
+   paper broker, which also keeps the books when orders are routed to a webhook);
+2. at a session's first bar, a newly promoted model version is picked up if the instrument
+   is flat (never during an open position's life);
+3. the decision core decides at the bar's close with the buffer's feature row;
+4. every new decision goes to the prediction log (fsynced) and the state is written
+   atomically; only then does an order leave the process (paper, or the router unless the
+   kill switch forces paper).
+
+Start and restart are one path: the feature buffers warm up from history bars (the raw files
+or the lake) up to the start of the session to resume in, the minutes from that session
+start are replayed through the bar builders, and the decision core, restored from the state
+file, decides only bars after the last one it decided. So after ``kill -9`` at any instant
+the engine resumes at the next bar: no order twice (client order ids are deterministic and
+the state says which were sent), no position lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rooney_core.config import RooneyConfig
+from rooney_core.errors import RooneyError
+from rooney_core.io import write_text_atomic
+from rooney_core.live.bars import DAILY, HOURLY, BadBarError, ClosedBar, SessionBarBuilder, drive
+from rooney_core.live.features import FeatureBuffer
+from rooney_core.live.feeds import FeedItem, FeedProblem, MinuteBar
+from rooney_core.live.paper import PaperBroker
+from rooney_core.live.predictions import PredictionLog
+from rooney_core.live.router import OrderNotDelivered, OrderRouter, RoutedOrder
+from rooney_core.model import ModelStore, VetoBundle
+from rooney_core.strategy.engine import BUY, DecisionCore, OrderIntent
+from rooney_core.strategy.models import RowVeto
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+TRADES_FILE = "trades.csv"
+TRADE_CSV_COLUMNS = ["entry_time", "exit_time", "entry_price", "exit_price", "exit_reason", "contracts", "pnl_net",
+                     "signal_time", "exit_signal_time", "bars_held", "pnl_gross", "commission", "probability"]
+
+
+def kill_switch_on(cfg_value: bool = False) -> bool:
+    """POLICY_KILLSWITCH=true in the environment (or the config) forces paper trading."""
+    return cfg_value or os.environ.get("POLICY_KILLSWITCH", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _ts(v: Any) -> str:
+    return str(np.datetime64(v, "s")).replace("T", " ")
+
+
+@dataclass
+class ModelSlot:
+    """The veto model an instrument trades with, and where it came from."""
+
+    version: str | None
+    sha256: str | None
+    bundle: VetoBundle | None
+
+    @property
+    def veto(self) -> RowVeto | None:
+        b = self.bundle
+        return None if b is None else RowVeto(b.estimator, b.feature_names, b.threshold)
+
+
+@dataclass
+class InstrumentState:
+    symbol: str
+    core: DecisionCore
+    broker: PaperBroker
+    buffer: FeatureBuffer
+    model: ModelSlot
+    last_decided: np.datetime64 | None = None
+    session: np.datetime64 | None = None  # trading date of the last decided bar
+    sent: set[str] = field(default_factory=set)  # client order ids delivered
+    last_error: str | None = None
+    logged: int = 0  # core decisions already written to the prediction log
+    trades_written: int = 0
+
+
+class LiveEngine:
+    """Trades (or paper-trades) ``symbols`` from one feed; see the module docstring."""
+
+    def __init__(self, cfg: RooneyConfig, symbols: list[str], store: ModelStore, state_dir: str | os.PathLike[str],
+                 *, paper: bool = True, router: OrderRouter | None = None, kill_switch: bool = False,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        if len(set(symbols)) != len(symbols) or not symbols:
+            raise RooneyError(f"live: give each instrument once (got {symbols})")
+        self.cfg, self.symbols, self.store = cfg, list(symbols), store
+        self.state_dir = Path(state_dir)
+        self.kill_switch = kill_switch_on(kill_switch)
+        self.paper = paper or self.kill_switch
+        if not self.paper and router is None:
+            raise RooneyError("live mode needs an order router (or --paper)")
+        self.router = router
+        self.clock = clock
+        self.log = PredictionLog(self.state_dir / "predictions", writer=f"engine-{os.getpid()}")
+        self.instruments: dict[str, InstrumentState] = {}
+        self.builders: dict[str, SessionBarBuilder] = {}
+        self.heartbeat: str | None = None
+        self.problems = 0
+        self.decide_from = np.datetime64("1970-01-01T00:00:00")
+
+    # -- start -----------------------------------------------------------------------------------
+    def _load_model(self, symbol: str) -> ModelSlot:
+        """The production version (sha256 checked against the manifest), or no model."""
+        found = self.store.load_production(symbol)
+        if found is None:
+            return ModelSlot(None, None, None)
+        name, bundle = found
+        return ModelSlot(name, self.store.verify(name), bundle)
+
+    def start(self, history: Callable[[str], tuple[pd.DataFrame, pd.DataFrame]], resume_from: Any) -> np.datetime64:
+        """Load models and state, warm the buffers up from ``history(symbol) -> (hourly,
+        daily)`` bars before the session to resume in, and return the time from which the
+        feed's minutes must be replayed (that session's start)."""
+        saved = self._read_state()
+        resume = np.datetime64(pd.Timestamp(saved.get("decide_from") or resume_from), "s")
+        self.decide_from = resume  # bars before it only warm the buffers
+        decided = [np.datetime64(s["last_decided"], "s") for s in saved.get("instruments", {}).values()
+                   if s.get("last_decided")]
+        if decided:
+            resume = max(resume, min(decided))
+        cal = {s: self.cfg.instrument(s).calendar for s in self.symbols}
+        # replay from the start of the session that holds the resume point, for every instrument
+        point = np.array([resume.astype("datetime64[ns]")])
+        start = min(np.datetime64(cal[s].session_open(cal[s].trading_date(point))[0], "s") for s in self.symbols)
+        needed = sorted({*self.symbols, *(self.cfg.instrument(s).pair for s in self.symbols
+                                           if self.cfg.instrument(s).pair)})
+        frames = {s: history(s) for s in needed}
+        for s in needed:
+            self.builders[s] = SessionBarBuilder(s, self.cfg.instrument(s).calendar, self.cfg.pipeline.data.repairs)
+        as_of = pd.Timestamp(start)
+        for s in self.symbols:
+            inst = self.cfg.instrument(s)
+            buf = FeatureBuffer.for_instrument(self.cfg, s)
+            hourly, daily = frames[s]
+            pair_hourly = frames[inst.pair][0] if inst.pair else None
+            buf.warm_up(hourly[hourly.index < as_of], daily, pair_hourly[pair_hourly.index < as_of]
+                        if pair_hourly is not None else None, as_of=as_of)
+            slot = self._load_model(s)
+            core = DecisionCore(self.cfg.strategy, inst, buf.names, slot.veto)
+            st = InstrumentState(s, core, PaperBroker(inst), buf, slot)
+            mine = saved.get("instruments", {}).get(s)
+            if mine:
+                self._restore(st, mine)
+            self.instruments[s] = st
+            self._say(s, f"model {slot.version or 'none'}"
+                         + (f" (sha256 {slot.sha256[:12]})" if slot.sha256 else f" ({self.cfg.strategy.veto.when_no_model})")
+                         + (f"; resuming after {_ts(st.last_decided)}" if st.last_decided is not None else ""))
+        if self.kill_switch:
+            log.warning("POLICY_KILLSWITCH is on: paper trading; no order leaves this process")
+        return start
+
+    def _restore(self, st: InstrumentState, saved: dict) -> None:
+        held = saved["core"].get("position") or saved["core"].get("pending")
+        version = saved.get("model_version")
+        if held and version != st.model.version:
+            # an open position keeps the model it was entered with until it closes
+            st.model = ModelSlot(version, self.store.verify(version), self.store.load(version)) if version \
+                else ModelSlot(None, None, None)
+            st.core.model = st.model.veto
+        st.core.restore(saved["core"])
+        st.broker.order = st.core.pending if saved.get("pending_unfilled") else None
+        st.last_decided = np.datetime64(saved["last_decided"], "s") if saved.get("last_decided") else None
+        st.session = np.datetime64(saved["session"], "D") if saved.get("session") else None
+        st.sent = set(saved.get("sent", []))
+        st.trades_written = len(st.core.trades)
+        st.logged = 0
+
+    # -- state -----------------------------------------------------------------------------------
+    def _read_state(self) -> dict:
+        path = self.state_dir / STATE_FILE
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise RooneyError(f"{path}: the engine state is not valid JSON ({exc}); it is written atomically, "
+                              "so this file was edited or damaged: restore it from backup") from None
+
+    def _write_state(self) -> None:
+        data = {"written_at": self.clock().isoformat(timespec="seconds"), "paper": self.paper,
+                "decide_from": _ts(self.decide_from),
+                "kill_switch": self.kill_switch, "heartbeat": self.heartbeat, "instruments": {}}
+        for s, st in self.instruments.items():
+            data["instruments"][s] = {
+                "core": st.core.snapshot(), "pending_unfilled": st.broker.order is not None,
+                "last_decided": _ts(st.last_decided) if st.last_decided is not None else None,
+                "session": str(st.session) if st.session is not None else None,
+                "model_version": st.model.version, "model_sha256": st.model.sha256,
+                "sent": sorted(st.sent), "last_error": st.last_error,
+            }
+        write_text_atomic(json.dumps(data, indent=1, sort_keys=True, default=str), self.state_dir / STATE_FILE)
+
+    def _write_trades(self, st: InstrumentState) -> None:
+        rows = [t for s in self.instruments.values() for t in ({**x, "symbol": s.symbol} for x in s.core.trades)]
+        frame = pd.DataFrame(rows, columns=["symbol", *TRADE_CSV_COLUMNS])
+        write_text_atomic(frame.to_csv(index=False), self.state_dir / TRADES_FILE)
+        st.trades_written = len(st.core.trades)
+
+    def _say(self, symbol: str | None, msg: str) -> None:
+        log.info("%s: %s", symbol or "engine", msg)
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self, feed: Iterable[FeedItem], replay_from: np.datetime64, close_at_end: bool = False) -> None:
+        """Consume the feed until it ends (minutes before ``replay_from`` are skipped). With
+        ``close_at_end`` (a replayed file, which will get no more minutes) the last hour is
+        closed when the feed ends, as the batch build closes a file's last hour."""
+        self._last_minute = None
+        try:
+            for _, closed in drive(self.builders, self._minutes(feed, replay_from), on_reject=self._rejected):
+                self.on_closed(closed)
+            if close_at_end and self._last_minute is not None:
+                end = self._last_minute.astype("datetime64[h]") + np.timedelta64(1, "h")
+                closed = [bar for b in self.builders.values() for bar in b.close_until(end)]
+                if closed:
+                    self.on_closed(closed)
+        finally:
+            self.log.close()
+
+    def _minutes(self, feed: Iterable[FeedItem], replay_from: np.datetime64) -> Iterator[tuple]:
+        for item in feed:
+            if isinstance(item, FeedProblem):
+                self.problems += 1
+                log.warning("feed problem: %s %s: %s", item.symbol or "?", item.where, item.reason)
+                if item.symbol in self.instruments:
+                    self.instruments[item.symbol].last_error = f"{item.where}: {item.reason}"
+                continue
+            bar: MinuteBar = item
+            if bar.symbol in self.builders and bar.timestamp >= replay_from:
+                self._last_minute = bar.timestamp if self._last_minute is None else max(self._last_minute,
+                                                                                         bar.timestamp)
+                yield bar
+
+    def _rejected(self, err: BadBarError) -> None:
+        self.problems += 1
+        log.warning("bad bar, not traded on: %s", err)
+        if err.symbol in self.instruments:
+            self.instruments[err.symbol].last_error = str(err)
+
+    def on_closed(self, closed: list[ClosedBar]) -> None:
+        """One clock step's closed bars (every instrument): decide each traded instrument's
+        new hourly bars."""
+        for s, st in self.instruments.items():
+            rows = st.buffer.update(closed)
+            own = [b for b in closed if b.symbol == s and b.kind == HOURLY]
+            for bar, row in zip(own, rows, strict=True):
+                self._decide(st, bar, row)
+        self.heartbeat = self.clock().isoformat(timespec="seconds")
+
+    def _decide(self, st: InstrumentState, bar: ClosedBar, row) -> None:
+        ts = np.datetime64(bar.timestamp, "s")
+        if ts < self.decide_from or (st.last_decided is not None and ts <= st.last_decided):
+            return  # warm-up, or decided before a restart: only the buffers needed it
+        inst = self.cfg.instrument(st.symbol)
+        session = inst.calendar.trading_date(np.array([bar.timestamp]))[0]
+        if st.session is not None and session != st.session:
+            self._maybe_switch_model(st)
+        st.session = session
+        fill = st.broker.fill_at_open(bar.timestamp, bar.open)
+        if fill is not None:
+            st.core.on_fill(bar.timestamp, fill.price, fill.contracts)
+        values = np.array([row.values[n] for n in st.buffer.names], dtype=np.float64)
+        if row.warming_up and st.core.position is None and st.core.pending is None:
+            st.core.bars_seen += 1  # the bar counts, but nothing is decided on a cold buffer
+            st.core.decisions.append({"time": bar.timestamp, "event": "not_trading",
+                                      "reason": f"warming up: {', '.join(row.warming_up)}"})
+            intent = None
+        else:
+            intent = st.core.on_bar(bar.timestamp, bar.close, values)
+        self._log_decisions(st, values)
+        if len(st.core.trades) > st.trades_written:
+            self._write_trades(st)
+        st.last_decided = ts
+        if intent is not None:
+            st.broker.place(intent)
+        self._write_state()
+        if intent is not None:
+            self._route(st, intent)
+
+    def _maybe_switch_model(self, st: InstrumentState) -> None:
+        try:
+            current = self.store.production(st.symbol)
+        except RooneyError as err:
+            st.last_error = str(err)
+            log.error("%s: cannot read the manifest (%s); keeping %s", st.symbol, err, st.model.version)
+            return
+        if current == st.model.version:
+            return
+        if st.core.position is not None or st.core.pending is not None:
+            self._say(st.symbol, f"{current} promoted; switching after the open position closes")
+            return
+        try:
+            slot = self._load_model(st.symbol)
+        except RooneyError as err:  # a tampered or missing bundle: keep trading the verified one
+            st.last_error = str(err)
+            log.error("%s: refused the new production model: %s; keeping %s", st.symbol, err, st.model.version)
+            return
+        self._say(st.symbol, f"session boundary: model {st.model.version or 'none'} -> {slot.version}")
+        st.model = slot
+        st.core.model = slot.veto
+
+    def _log_decisions(self, st: InstrumentState, values: np.ndarray) -> None:
+        new = st.core.decisions[st.logged:]
+        st.logged = len(st.core.decisions)
+        m = st.model
+        for d in new:
+            event, t = d["event"], d["time"]
+            if event in ("veto", "entry_order", "not_trading"):
+                self.log.append("signal", prediction_id=f"{st.symbol}-{_ts(t)}", instrument=st.symbol, bar_time=t,
+                                model_version=m.version, bundle_sha256=m.sha256,
+                                feature_schema_hash=m.bundle.feature_schema_hash if m.bundle else None,
+                                feature_names=st.buffer.names, features=values, probability=d.get("probability"),
+                                threshold=m.bundle.threshold if m.bundle else None,
+                                decision="enter" if event == "entry_order" else "skip", reason=d["reason"],
+                                order_id=_order_id(st.symbol, t, BUY) if event == "entry_order" else None,
+                                paper=self.paper)
+            elif event == "entry_fill":
+                sig = st.core.entry["signal_time"]
+                self.log.append("fill", prediction_id=f"{st.symbol}-{_ts(sig)}", fill_time=t, fill_price=d["price"])
+            elif event == "exit_fill":
+                tr = st.core.trades[-1]
+                self.log.append("outcome", prediction_id=f"{st.symbol}-{_ts(tr['signal_time'])}", exit_time=t,
+                                exit_price=tr["exit_price"], exit_reason=tr["exit_reason"], pnl_net=tr["pnl_net"])
+            elif event == "exit_order":
+                self.log.append("exit_order", prediction_id=f"{st.symbol}-{_ts(st.core.entry['signal_time'])}",
+                                time=t, reason=d["reason"], order_id=_order_id(st.symbol, t, "sell"))
+
+    def _route(self, st: InstrumentState, intent: OrderIntent) -> None:
+        oid = _order_id(st.symbol, intent.signal_time, intent.side)
+        if self.paper:
+            if self.kill_switch:
+                self._say(st.symbol, f"kill switch: {intent.side} {intent.contracts} not sent (paper) [{oid}]")
+            return
+        if oid in st.sent:
+            return
+        order = RoutedOrder(oid, self.cfg.instrument(st.symbol).symbol, intent.side, intent.contracts)
+        try:
+            self.router.send(order)
+        except OrderNotDelivered as err:
+            st.last_error = str(err)
+            log.error("ALERT %s: %s", st.symbol, err)  # never dropped silently: logged and in the state
+            self.log.append("order_failed", prediction_id=f"{st.symbol}-{_ts(intent.signal_time)}", order_id=oid,
+                            error=str(err))
+        else:
+            st.sent.add(oid)
+        self._write_state()
+
+    def resend_unconfirmed(self) -> None:
+        """After a restart: an order decided but not confirmed as sent goes out again with the
+        same client order id (the receiver's idempotency key makes a duplicate harmless)."""
+        for st in self.instruments.values():
+            intent = st.core.pending
+            if intent is not None and not self.paper and _order_id(st.symbol, intent.signal_time, intent.side) \
+                    not in st.sent:
+                self._route(st, intent)
+
+    def status(self) -> dict:
+        return status_of(self.state_dir)
+
+
+def _order_id(symbol: str, signal_time: Any, side: str) -> str:
+    return f"{symbol}-{str(np.datetime64(signal_time, 's')).replace(':', '')}-{side}"
+
+
+def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) -> dict:
+    """What `rooney live status` shows: per instrument the last bar, position, model version,
+    kill switch, last error and the heartbeat's age."""
+    path = Path(state_dir) / STATE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RooneyError(f"{path}: no engine state (has `rooney live` run with this --state-dir?)") from None
+    now = now or datetime.now(UTC)
+    beat = data.get("heartbeat")
+    age = (now - datetime.fromisoformat(beat)).total_seconds() if beat else None
+    rows = {}
+    for s, st in data.get("instruments", {}).items():
+        pos = st["core"].get("position")
+        rows[s] = {"last_bar": st.get("last_decided"), "model": st.get("model_version"),
+                   "position": f"long {pos['contracts']} @ {pos['entry_price']}" if pos else "flat",
+                   "pending_order": bool(st["core"].get("pending")), "trades": len(st["core"].get("trades", [])),
+                   "last_error": st.get("last_error")}
+    return {"paper": data.get("paper"), "kill_switch": data.get("kill_switch"), "heartbeat": beat,
+            "heartbeat_age_s": age, "instruments": rows}
+
+
+def history_from_raw(cfg: RooneyConfig, data_dir: str | os.PathLike[str]) -> Callable[[str], tuple]:
+    """History for warm-up from raw files: the batch hourly and daily bars."""
+    from rooney_core.data import load_session_bars
+
+    def load(symbol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        sb = load_session_bars(data_dir, cfg.instrument(symbol), **cfg.pipeline.data.gate())
+        return sb.hourly, sb.daily
+
+    return load
+
+
+__all__ = ["DAILY", "LiveEngine", "history_from_raw", "kill_switch_on", "status_of"]
