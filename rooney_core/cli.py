@@ -475,6 +475,15 @@ def models_rollback(ctx, symbol: str, reason: str) -> None:
     click.echo(f"{symbol}: {entry['version']} in production")
 
 
+def _add_live_commands() -> None:
+    from rooney_core.live.cli import live
+
+    cli.add_command(live)
+
+
+_add_live_commands()
+
+
 def main() -> None:
     cli(obj={})
 

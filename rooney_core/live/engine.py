@@ -412,4 +412,12 @@ def history_from_raw(cfg: RooneyConfig, data_dir: str | os.PathLike[str]) -> Cal
     return load
 
 
+def history_from_lake(cfg: RooneyConfig) -> Callable[[str], tuple]:
+    """History for warm-up from the pipeline's lake (hourly and daily bars)."""
+    from rooney_core.data.lake import Lake
+
+    lake = Lake(cfg.lake_dir)
+    return lambda symbol: (lake.read("hourly", symbol), lake.read("daily", symbol))
+
+
 __all__ = ["DAILY", "LiveEngine", "history_from_raw", "kill_switch_on", "status_of"]

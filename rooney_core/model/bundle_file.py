@@ -19,8 +19,6 @@ import json
 import zipfile
 from typing import Any
 
-import skops.io as sio
-
 from rooney_core.model.bundle import BundleError, VetoBundle, canonical_json
 
 FORMAT = 2
@@ -36,8 +34,17 @@ class UnsafeBundleError(BundleError):
     """A bundle file holds types that are not on the allow-list, or is not a bundle at all."""
 
 
+def _sio():
+    """skops.io, imported when a bundle is read or written (it takes seconds to import, and
+    most commands never touch a model)."""
+    import skops.io
+
+    return skops.io
+
+
 def dump_bundle(bundle: VetoBundle) -> bytes:
     """The bytes of ``bundle.skops`` for ``bundle``."""
+    sio = _sio()
     fields = {k: v for k, v in bundle.fields().items() if k != "estimator"}
     return sio.dumps({"format": FORMAT, "estimator": bundle.estimator, "bundle": canonical_json(fields)},
                      compression=zipfile.ZIP_DEFLATED)
@@ -46,7 +53,7 @@ def dump_bundle(bundle: VetoBundle) -> bytes:
 def untrusted_types(data: bytes) -> list[str]:
     """Types in ``data`` outside skops' defaults and our allow-list (empty = safe to build)."""
     try:
-        found = sio.get_untrusted_types(data=data)
+        found = _sio().get_untrusted_types(data=data)
     except Exception as exc:  # noqa: BLE001 - any parse failure means "not a skops file"
         raise UnsafeBundleError(f"not a skops bundle ({type(exc).__name__}: {exc})") from None
     return sorted(set(found) - set(EXTRA_TRUSTED_TYPES))
@@ -67,7 +74,7 @@ def load_bundle(data: bytes, where: str) -> VetoBundle:
     if bad:
         raise UnsafeBundleError(f"{where}: refused: the file names types outside the allow-list: {', '.join(bad)}")
     try:
-        state = sio.loads(data, trusted=list(EXTRA_TRUSTED_TYPES))
+        state = _sio().loads(data, trusted=list(EXTRA_TRUSTED_TYPES))
     except Exception as exc:  # noqa: BLE001 - a damaged zip or schema
         raise UnsafeBundleError(f"{where}: unreadable skops bundle ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("bundle"), str):

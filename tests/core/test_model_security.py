@@ -185,7 +185,9 @@ def test_no_code_path_unpickles_and_only_the_store_decodes_a_bundle():
                 if func.attr == "load" and base in ("np", "numpy") and any(
                         k.arg == "allow_pickle" for k in node.keywords):
                     offenders.append(f"{rel}:{node.lineno} numpy.load(allow_pickle=...)")
-                if base in ("sio", "skops", "io") and func.attr in ("load", "loads") and "skops" in path.read_text():
+                if func.attr in ("load", "loads") and "skops" in path.read_text() and base in ("sio", "skops", "io") \
+                        or (isinstance(func.value, ast.Call) and getattr(func.value.func, "id", "") == "_sio"
+                            and func.attr in ("load", "loads")):
                     skops_loads.append(rel)
             name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
             if name == "load_bundle":

@@ -1,0 +1,113 @@
+"""`rooney live` and `rooney live status`: the live engine's command line (added to the
+``rooney`` group by rooney_core/cli.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+
+def _history(cfg, kind: str, where: str, history_dir: Path | None):
+    from rooney_core.live.engine import history_from_lake, history_from_raw
+
+    if history_dir is not None:
+        return history_from_raw(cfg, history_dir)
+    if kind in ("replay", "tail"):
+        return history_from_raw(cfg, where)
+    return history_from_lake(cfg)
+
+
+def _feed(cfg, kind: str, where: str, speed: float | None, symbols: list[str]):
+    from rooney_core.live import feeds
+
+    if kind == "replay":
+        return feeds.replay_feed(cfg, where, symbols, speed=speed)
+    if kind == "tail":
+        return feeds.tail_feed(cfg, where, symbols)
+    if kind == "stdin":
+        return feeds.stdin_feed(sys.stdin, symbols)
+    return feeds.dbn_feed(cfg, [where], symbols)
+
+
+def _now_exchange(cfg, symbol: str) -> np.datetime64:
+    utc = pd.DatetimeIndex([pd.Timestamp.now(tz="UTC")])
+    return np.datetime64(cfg.instrument(symbol).calendar.to_exchange_time(utc)[0], "s")
+
+
+@click.group("live", invoke_without_command=True)
+@click.option("--symbols", default=None, help="Comma-separated instruments to trade, e.g. ES,NQ.")
+@click.option("--feed", "feed_spec", default=None,
+              help="replay:DIR[:SPEED] | tail:DIR | stdin | dbn:PATH (Databento OHLCV-1m file).")
+@click.option("--paper", is_flag=True, help="Paper trading: orders are simulated and logged, none is sent.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="State, trades.csv and the prediction log (default dagster_home/storage/live).")
+@click.option("--from", "decide_from", default=None,
+              help="Decide bars from this time (replay default: pipeline.yml backtest.start; else now).")
+@click.option("--history", "history_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Raw files to warm up from (default: the feed's directory, else the lake).")
+@click.pass_context
+def live(ctx, symbols, feed_spec, paper, state_dir, decide_from, history_dir) -> None:
+    """Run the live engine: the promoted models (sha256 checked) on a minute feed, paper or
+    routed to the webhook in $ROONEY_WEBHOOK_URL. POLICY_KILLSWITCH=true forces paper."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj["live_state_dir"] = state_dir
+        return
+    import logging
+
+    from rooney_core.cli import _cfg, _split, _store
+    from rooney_core.live.engine import LiveEngine, kill_switch_on
+    from rooney_core.live.feeds import parse_feed_spec
+    from rooney_core.live.router import WebhookRouter
+
+    if not symbols or not feed_spec:
+        raise click.UsageError("--symbols and --feed are required (or: rooney live status)")
+    cfg = _cfg(ctx)
+    syms = _split(symbols)
+    for s in syms:
+        cfg.instrument(s)
+    kind, where, speed = parse_feed_spec(feed_spec)
+    state = state_dir or cfg.resolve_path("dagster_home/storage/live")
+    paper = paper or kill_switch_on()
+    router = None if paper else WebhookRouter.from_env()
+    if decide_from is None:
+        decide_from = cfg.pipeline.backtest.start if kind == "replay" else str(_now_exchange(cfg, syms[0]))
+    logging.getLogger("rooney_core.live").setLevel(logging.INFO)
+    engine = LiveEngine(cfg, syms, _store(cfg), state, paper=paper, router=router)
+    replay_from = engine.start(_history(cfg, kind, where, history_dir), decide_from)
+    engine.resend_unconfirmed()
+    needed = sorted(engine.builders)
+    click.echo(f"live: {', '.join(syms)} ({'paper' if engine.paper else 'LIVE via ' + router.name}"
+               f"{', kill switch on' if engine.kill_switch else ''}); feed {kind}; deciding from {decide_from}; "
+               f"state {state}", err=True)
+    engine.run(_feed(cfg, kind, where, speed, needed), replay_from, close_at_end=kind in ("replay", "dbn"))
+    st = engine.status()
+    for s, row in st["instruments"].items():
+        click.echo(f"{s}: last bar {row['last_bar']}, {row['position']}, {row['trades']} trades, "
+                   f"model {row['model'] or 'none'}")
+
+
+@live.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def live_status(ctx, as_json: bool) -> None:
+    """Per instrument: last bar, position, model version, kill switch, last error, heartbeat age."""
+    from rooney_core.cli import _cfg
+    from rooney_core.live.engine import status_of
+
+    state = ctx.obj.get("live_state_dir") or _cfg(ctx).resolve_path("dagster_home/storage/live")
+    st = status_of(state)
+    if as_json:
+        click.echo(json.dumps(st, indent=2, default=str))
+        return
+    age = st["heartbeat_age_s"]
+    click.echo(f"{'paper' if st['paper'] else 'LIVE'}; kill switch {'on' if st['kill_switch'] else 'off'}; "
+               f"heartbeat {st['heartbeat']} ({'-' if age is None else f'{age:.0f} s ago'})")
+    for s, row in st["instruments"].items():
+        click.echo(f"  {s:<4} last bar {row['last_bar']}  {row['position']:<22} model {row['model'] or 'none':<8} "
+                   f"trades {row['trades']:<5} last error: {row['last_error'] or '-'}")
+
