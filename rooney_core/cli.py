@@ -476,9 +476,10 @@ def models_rollback(ctx, symbol: str, reason: str) -> None:
 
 
 def _add_live_commands() -> None:
-    from rooney_core.live.cli import live
+    from rooney_core.live.cli import live, parity
 
     cli.add_command(live)
+    cli.add_command(parity)
 
 
 _add_live_commands()

@@ -111,3 +111,25 @@ def live_status(ctx, as_json: bool) -> None:
         click.echo(f"  {s:<4} last bar {row['last_bar']}  {row['position']:<22} model {row['model'] or 'none':<8} "
                    f"trades {row['trades']:<5} last error: {row['last_error'] or '-'}")
 
+
+
+@click.command("parity")
+@click.option("--symbol", required=True)
+@click.option("--model", default=None, help="A stored version (default: production; none deployed: no model).")
+@click.option("--months", type=int, default=6, show_default=True, help="Replay the last N months of the data.")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Raw minute files (default: pipeline.yml data.dir / $ROONEY_DATA_DIR).")
+@click.pass_context
+def parity(ctx, symbol: str, model: str | None, months: int, data_dir: Path | None) -> None:
+    """Replay the last N months through the live path and the backtest; exit 0 if features
+    (1e-9), probabilities, decisions and trades are identical, else 1 with the first divergence."""
+    from rooney_core.cli import _cfg, _store
+    from rooney_core.live.parity import parity_check
+
+    cfg = _cfg(ctx)
+    cfg.instrument(symbol)
+    report = parity_check(cfg, symbol, data_dir or cfg.data_dir, _store(cfg), model=model, months=months)
+    click.echo(report.summary())
+    for d in report.divergences[1:10]:
+        click.echo(f"  also at {d['bar']} in {d['field']}: backtest {d['backtest']!r}, live {d['live']!r}")
+    sys.exit(0 if report.ok else 1)

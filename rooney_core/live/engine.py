@@ -91,6 +91,7 @@ class InstrumentState:
     last_error: str | None = None
     logged: int = 0  # core decisions already written to the prediction log
     trades_written: int = 0
+    rows: list[tuple[np.datetime64, np.ndarray]] = field(default_factory=list)  # with record_rows
 
 
 class LiveEngine:
@@ -98,7 +99,8 @@ class LiveEngine:
 
     def __init__(self, cfg: RooneyConfig, symbols: list[str], store: ModelStore, state_dir: str | os.PathLike[str],
                  *, paper: bool = True, router: OrderRouter | None = None, kill_switch: bool = False,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 models: dict[str, str] | None = None, record_rows: bool = False):
         if len(set(symbols)) != len(symbols) or not symbols:
             raise RooneyError(f"live: give each instrument once (got {symbols})")
         self.cfg, self.symbols, self.store = cfg, list(symbols), store
@@ -112,13 +114,19 @@ class LiveEngine:
         self.log = PredictionLog(self.state_dir / "predictions", writer=f"engine-{os.getpid()}")
         self.instruments: dict[str, InstrumentState] = {}
         self.builders: dict[str, SessionBarBuilder] = {}
+        self.models = dict(models or {})  # symbol -> stored version to use instead of production
+        self.record_rows = record_rows  # keep every decided bar's feature row (the parity gate)
         self.heartbeat: str | None = None
         self.problems = 0
         self.decide_from = np.datetime64("1970-01-01T00:00:00")
 
     # -- start -----------------------------------------------------------------------------------
     def _load_model(self, symbol: str) -> ModelSlot:
-        """The production version (sha256 checked against the manifest), or no model."""
+        """The production version (sha256 checked against the manifest), or no model; or the
+        version given in ``models`` (checked against versions.log)."""
+        if symbol in self.models:
+            name = self.models[symbol]
+            return ModelSlot(name, self.store.verify(name), self.store.load(name))
         found = self.store.load_production(symbol)
         if found is None:
             return ModelSlot(None, None, None)
@@ -277,6 +285,8 @@ class LiveEngine:
         if fill is not None:
             st.core.on_fill(bar.timestamp, fill.price, fill.contracts)
         values = np.array([row.values[n] for n in st.buffer.names], dtype=np.float64)
+        if self.record_rows:
+            st.rows.append((bar.timestamp, values))
         if row.warming_up and st.core.position is None and st.core.pending is None:
             st.core.bars_seen += 1  # the bar counts, but nothing is decided on a cold buffer
             st.core.decisions.append({"time": bar.timestamp, "event": "not_trading",
@@ -295,6 +305,8 @@ class LiveEngine:
             self._route(st, intent)
 
     def _maybe_switch_model(self, st: InstrumentState) -> None:
+        if st.symbol in self.models:
+            return  # a version chosen by hand stays
         try:
             current = self.store.production(st.symbol)
         except RooneyError as err:

@@ -115,3 +115,58 @@ def test_kill_9_at_random_instants_then_restart_gives_the_uninterrupted_trades(m
     entries = predictions(tmp_path / "killed" / "predictions")
     clean = predictions(tmp_path / "clean" / "predictions")
     assert sorted(entries.drop_duplicates("prediction_id")["prediction_id"]) == sorted(clean["prediction_id"])
+
+
+@pytest.fixture(scope="module")
+def stored_model(market, tmp_path_factory):
+    """A small forest stored as ES_v1 (trained on 2021-2022 veto-off trades)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from rooney_core.model import VetoBundle
+
+    own = load_session_bars(market, CFG.instrument("ES")).hourly
+    pair = load_session_bars(market, CFG.instrument("NQ")).hourly
+    feats = REGISTRY.compute(instrument_inputs(CFG, "ES", own, pair))
+    names = ["ibs", "rsi2", "ret3", "volume_pctl252", "atr5_z252", "d_rsi2", "hour"]
+    tr = run_backtest(own, feats, CFG.instrument("ES"), CFG.strategy, veto_enabled=False, end="2022-12-31").trades
+    x = feats.loc[pd.DatetimeIndex(tr["signal_time"]), names]
+    ok = x.notna().all(axis=1).to_numpy()
+    forest = RandomForestClassifier(n_estimators=30, max_depth=4, min_samples_leaf=20, random_state=2, n_jobs=1)
+    forest.fit(x[ok].to_numpy(), (tr["pnl_net"] > 0).to_numpy()[ok])
+    store = ModelStore(tmp_path_factory.mktemp("store"))
+    store.add_version(VetoBundle(symbol="ES", estimator=forest, feature_names=names, threshold=0.5,
+                                 registry_version="t", feature_schema_hash="t", data_hash="t"))
+    return store
+
+
+def test_parity_gate_holds_with_a_model_and_names_the_first_divergence(market, stored_model, monkeypatch):
+    from rooney_core.live import paper
+    from rooney_core.live.parity import parity_check
+
+    report = parity_check(CFG, "ES", market, stored_model, model="ES_v1", months=2)
+    assert report.ok, report.summary()
+    assert report.trades > 10 and report.features_checked > 20_000
+    # a paper broker one tick worse than the backtest's fills is caught, with the bar named
+    real = paper.PaperBroker.fill_at_open
+    monkeypatch.setattr(paper.PaperBroker, "fill_at_open",
+                        lambda self, ts, o: (f := real(self, ts, o)) and paper.PaperFill(f.time, f.side, f.contracts,
+                                                                                          f.price + 0.25))
+    bad = parity_check(CFG, "ES", market, stored_model, model="ES_v1", months=2)
+    assert not bad.ok
+    first = bad.divergences[0]
+    assert first["field"] in ("decision.price", "trade.entry_price") and first["live"] == first["backtest"] + 0.25
+    assert "DIVERGES" in bad.summary() and first["bar"] in bad.summary()
+
+
+def test_parity_cli_exit_codes(market, stored_model):
+    from click.testing import CliRunner
+
+    from rooney_core.cli import cli
+
+    env = {"ROONEY_MODEL_STORE": str(stored_model.root)}
+    res = CliRunner().invoke(cli, ["parity", "--symbol", "ES", "--model", "ES_v1", "--months", "1",
+                                   "--data-dir", str(market)], env=env, obj={})
+    assert res.exit_code == 0 and "identical" in res.output, res.output
+    res = CliRunner().invoke(cli, ["parity", "--symbol", "ES", "--model", "ES_v9", "--data-dir", str(market)],
+                             env=env, obj={})
+    assert res.exit_code == 1 and "unknown model version" in res.output
