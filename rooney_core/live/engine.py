@@ -89,6 +89,7 @@ class InstrumentState:
     session: np.datetime64 | None = None  # trading date of the last decided bar
     sent: set[str] = field(default_factory=set)  # client order ids delivered
     last_error: str | None = None
+    disabled: str | None = None  # why it takes no new entries
     logged: int = 0  # core decisions already written to the prediction log
     trades_written: int = 0
     rows: list[tuple[np.datetime64, np.ndarray]] = field(default_factory=list)  # with record_rows
@@ -161,9 +162,14 @@ class LiveEngine:
             pair_hourly = frames[inst.pair][0] if inst.pair else None
             buf.warm_up(hourly[hourly.index < as_of], daily, pair_hourly[pair_hourly.index < as_of]
                         if pair_hourly is not None else None, as_of=as_of)
-            slot = self._load_model(s)
+            disabled = None
+            try:
+                slot = self._load_model(s)
+            except RooneyError as err:  # a missing or tampered bundle: this instrument takes no entries
+                slot, disabled = ModelSlot(None, None, None), f"model refused: {err}"
+                log.error("%s: %s; no new entries (open positions are still managed)", s, disabled)
             core = DecisionCore(self.cfg.strategy, inst, buf.names, slot.veto)
-            st = InstrumentState(s, core, PaperBroker(inst), buf, slot)
+            st = InstrumentState(s, core, PaperBroker(inst), buf, slot, disabled=disabled, last_error=disabled)
             mine = saved.get("instruments", {}).get(s)
             if mine:
                 self._restore(st, mine)
@@ -208,7 +214,7 @@ class LiveEngine:
                 "kill_switch": self.kill_switch, "heartbeat": self.heartbeat, "instruments": {}}
         for s, st in self.instruments.items():
             data["instruments"][s] = {
-                "core": st.core.snapshot(), "pending_unfilled": st.broker.order is not None,
+                "core": st.core.snapshot(), "pending_unfilled": st.broker.order is not None, "disabled": st.disabled,
                 "last_decided": _ts(st.last_decided) if st.last_decided is not None else None,
                 "session": str(st.session) if st.session is not None else None,
                 "model_version": st.model.version, "model_sha256": st.model.sha256,
@@ -287,10 +293,11 @@ class LiveEngine:
         values = np.array([row.values[n] for n in st.buffer.names], dtype=np.float64)
         if self.record_rows:
             st.rows.append((bar.timestamp, values))
-        if row.warming_up and st.core.position is None and st.core.pending is None:
-            st.core.bars_seen += 1  # the bar counts, but nothing is decided on a cold buffer
-            st.core.decisions.append({"time": bar.timestamp, "event": "not_trading",
-                                      "reason": f"warming up: {', '.join(row.warming_up)}"})
+        flat = st.core.position is None and st.core.pending is None
+        if flat and (row.warming_up or st.disabled):
+            st.core.bars_seen += 1  # the bar counts, but no entry is taken
+            reason = st.disabled or f"warming up: {', '.join(row.warming_up)}"
+            st.core.decisions.append({"time": bar.timestamp, "event": "not_trading", "reason": reason})
             intent = None
         else:
             intent = st.core.on_bar(bar.timestamp, bar.close, values)
@@ -370,6 +377,11 @@ class LiveEngine:
             log.error("ALERT %s: %s", st.symbol, err)  # never dropped silently: logged and in the state
             self.log.append("order_failed", prediction_id=f"{st.symbol}-{_ts(intent.signal_time)}", order_id=oid,
                             error=str(err))
+            # the broker never got it: no position is assumed for an entry, and an exit is
+            # decided again at the next bar (the position is still open at the broker)
+            st.broker.order = None
+            st.core.on_order_failed(intent.signal_time, f"not delivered: {err}")
+            st.logged = len(st.core.decisions)
         else:
             st.sent.add(oid)
         self._write_state()
@@ -408,6 +420,7 @@ def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) ->
         rows[s] = {"last_bar": st.get("last_decided"), "model": st.get("model_version"),
                    "position": f"long {pos['contracts']} @ {pos['entry_price']}" if pos else "flat",
                    "pending_order": bool(st["core"].get("pending")), "trades": len(st["core"].get("trades", [])),
+                   "trading": "no new entries: " + st["disabled"] if st.get("disabled") else "yes",
                    "last_error": st.get("last_error")}
     return {"paper": data.get("paper"), "kill_switch": data.get("kill_switch"), "heartbeat": beat,
             "heartbeat_age_s": age, "instruments": rows}

@@ -170,3 +170,91 @@ def test_parity_cli_exit_codes(market, stored_model):
     res = CliRunner().invoke(cli, ["parity", "--symbol", "ES", "--model", "ES_v9", "--data-dir", str(market)],
                              env=env, obj={})
     assert res.exit_code == 1 and "unknown model version" in res.output
+
+
+def _dirty(feed, symbol="ES", every=97):
+    """The feed with bad minutes slipped in for ``symbol``: a conflicting duplicate, one out of
+    order, a NaN price, High < Low, and an unreadable line; the real minutes are untouched."""
+    from rooney_core.live.feeds import FeedProblem, MinuteBar
+
+    prev = None
+    for n, bar in enumerate(feed):
+        yield bar
+        if not isinstance(bar, MinuteBar) or bar.symbol != symbol:
+            continue
+        k = n % (every * 5)
+        if k == 0:
+            yield bar._replace(close=bar.close + 5.0)  # duplicate timestamp, other values
+        elif k == every and prev is not None:
+            yield prev._replace(volume=prev.volume + 1)  # out of order
+        elif k == 2 * every:
+            yield bar._replace(timestamp=bar.timestamp + 30, close=float("nan"))
+        elif k == 3 * every:
+            yield bar._replace(timestamp=bar.timestamp + 30, high=bar.low - 1.0)
+        elif k == 4 * every:
+            yield FeedProblem(symbol, "feed line 12345", "not a minute bar: garbage")
+        prev = bar
+
+
+def test_bad_bars_are_logged_never_traded_on_and_other_instruments_trade_on(market, backtest_trades, tmp_path,
+                                                                             caplog):
+    import logging
+
+    engine = LiveEngine(CFG, ["ES", "NQ"], ModelStore(tmp_path / "store"), tmp_path / "state", paper=True)
+    replay_from = engine.start(history_from_raw(CFG, market), START)
+    with caplog.at_level(logging.WARNING):
+        engine.run(_dirty(replay_feed(CFG, market, ["ES", "NQ"])), replay_from, close_at_end=True)
+    rejected = engine.builders["ES"].rejected
+    assert {"duplicate-timestamp", "unsorted", "nan", "high-below-low"} <= set(rejected), rejected
+    assert engine.problems >= sum(rejected.values())
+    assert "ES" in caplog.text and "bar rejected" in caplog.text and "garbage" in caplog.text
+    # the bad minutes never entered a bar: ES trades exactly as on clean data
+    pd.testing.assert_frame_equal(engine_trades(engine, "ES"),
+                                  backtest_trades.astype({"probability": float}).reset_index(drop=True),
+                                  check_dtype=False, rtol=0, atol=0)
+    assert len(engine.instruments["NQ"].core.trades) > 20  # NQ traded on throughout
+    assert status_of(tmp_path / "state")["instruments"]["ES"]["last_error"]
+
+
+def test_a_tampered_production_bundle_stops_only_its_instrument(market, stored_model, tmp_path):
+    import shutil
+
+    store = ModelStore(tmp_path / "store")
+    shutil.copytree(stored_model.root, store.root)
+    store.promote("ES_v1", by="test")
+    path = store.versions_dir / "ES_v1" / "bundle.skops"
+    path.write_bytes(path.read_bytes() + b"x")
+    engine = LiveEngine(CFG, ["ES", "NQ"], store, tmp_path / "state", paper=True)
+    replay_from = engine.start(history_from_raw(CFG, market), "2023-03-01")
+    engine.run(replay_feed(CFG, market, ["ES", "NQ"]), replay_from, close_at_end=True)
+    es = status_of(tmp_path / "state")["instruments"]["ES"]
+    assert "changed on disk" in es["trading"] and es["trades"] == 0
+    assert len(engine.instruments["NQ"].core.trades) > 3
+
+
+def test_a_failing_webhook_is_retried_alerted_and_never_dropped(market, tmp_path, caplog):
+    import logging
+
+    from test_order_router import Receiver
+
+    from rooney_core.live.router import WebhookRouter
+
+    rx = Receiver([500] * 10_000)
+    try:
+        router = WebhookRouter(rx.url, "secret-xyz", attempts=2, timeout=0.5, backoff=0.0)
+        engine = LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), tmp_path / "state", paper=False,
+                            router=router)
+        replay_from = engine.start(history_from_raw(CFG, market), "2023-03-20")
+        with caplog.at_level(logging.ERROR):
+            engine.run(replay_feed(CFG, market, ["ES", "NQ"]), replay_from, close_at_end=True)
+    finally:
+        rx.close()
+    failed = [e for e in caplog.records if "ALERT ES" in e.getMessage()]
+    orders = [d for d in engine.instruments["ES"].core.decisions if d["event"] in ("entry_order", "exit_order")]
+    assert orders and len(failed) == len(orders)  # each undelivered order alerted
+    assert len(rx.received) == 2 * len(orders)  # retried, one idempotency key per order
+    assert len({k for _, k, _ in rx.received}) == len(orders)
+    assert "secret-xyz" not in caplog.text and rx.url not in caplog.text
+    log = pd.DataFrame(__import__("rooney_core.live.predictions", fromlist=["events"]).events(
+        tmp_path / "state" / "predictions"))
+    assert (log["event"] == "order_failed").sum() == len(orders)
