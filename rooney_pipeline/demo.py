@@ -82,7 +82,7 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
     from rooney_pipeline.definitions import defs
 
     instance = dg.DagsterInstance.get()
-    say(f"Dagster instance: {home} (open the UI with: uv run dagster dev)")
+    say(f"Dagster instance: {home} (open the UI with: DAGSTER_HOME={home} uv run --frozen dg dev)")
     ok = True
     results: dict[str, dict[str, object]] = {s: {} for s in symbols}
     for stage, partitioned in STAGES:
