@@ -117,7 +117,7 @@ def main() -> None:
                 yield item
 
         t0 = time.perf_counter()
-        engine.run(counted(replay_feed(cfg, data, SYMBOLS)), replay_from, close_at_end=True)
+        engine.run(counted(replay_feed(cfg, data, SYMBOLS, since=replay_from)), replay_from, close_at_end=True)
         wall = time.perf_counter() - t0
         trades = sum(len(st.core.trades) for st in engine.instruments.values())
     lat = np.array(latencies) * 1000

@@ -365,6 +365,10 @@ class ExecutionSection(Strict):
     dask: DaskSection = DaskSection()
 
 
+class ParitySection(Strict):
+    months: int = Field(default=6, ge=1, le=120)  # the live-path replay gate of every new version
+
+
 class PipelineConfig(Strict):
     execution: ExecutionSection = ExecutionSection()
     data: DataSection
@@ -375,6 +379,7 @@ class PipelineConfig(Strict):
     feature_validation: FeatureValidationSection = FeatureValidationSection()
     backtest: BacktestSection = BacktestSection()
     reconciliation: ReconciliationSection = ReconciliationSection()
+    parity: ParitySection = ParitySection()
 
 
 # --- loading -----------------------------------------------------------------------------

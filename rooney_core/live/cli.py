@@ -22,11 +22,11 @@ def _history(cfg, kind: str, where: str, history_dir: Path | None):
     return history_from_lake(cfg)
 
 
-def _feed(cfg, kind: str, where: str, speed: float | None, symbols: list[str]):
+def _feed(cfg, kind: str, where: str, speed: float | None, symbols: list[str], since):
     from rooney_core.live import feeds
 
     if kind == "replay":
-        return feeds.replay_feed(cfg, where, symbols, speed=speed)
+        return feeds.replay_feed(cfg, where, symbols, speed=speed, since=since)
     if kind == "tail":
         return feeds.tail_feed(cfg, where, symbols)
     if kind == "stdin":
@@ -84,7 +84,7 @@ def live(ctx, symbols, feed_spec, paper, state_dir, decide_from, history_dir) ->
     click.echo(f"live: {', '.join(syms)} ({'paper' if engine.paper else 'LIVE via ' + router.name}"
                f"{', kill switch on' if engine.kill_switch else ''}); feed {kind}; deciding from {decide_from}; "
                f"state {state}", err=True)
-    engine.run(_feed(cfg, kind, where, speed, needed), replay_from, close_at_end=kind in ("replay", "dbn"))
+    engine.run(_feed(cfg, kind, where, speed, needed, replay_from), replay_from, close_at_end=kind in ("replay", "dbn"))
     st = engine.status()
     for s, row in st["instruments"].items():
         click.echo(f"{s}: last bar {row['last_bar']}, {row['position']}, {row['trades']} trades, "

@@ -101,7 +101,7 @@ class LiveEngine:
     def __init__(self, cfg: RooneyConfig, symbols: list[str], store: ModelStore, state_dir: str | os.PathLike[str],
                  *, paper: bool = True, router: OrderRouter | None = None, kill_switch: bool = False,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 models: dict[str, str] | None = None, record_rows: bool = False):
+                 models: dict[str, str | VetoBundle] | None = None, record_rows: bool = False):
         if len(set(symbols)) != len(symbols) or not symbols:
             raise RooneyError(f"live: give each instrument once (got {symbols})")
         self.cfg, self.symbols, self.store = cfg, list(symbols), store
@@ -115,7 +115,9 @@ class LiveEngine:
         self.log = PredictionLog(self.state_dir / "predictions", writer=f"engine-{os.getpid()}")
         self.instruments: dict[str, InstrumentState] = {}
         self.builders: dict[str, SessionBarBuilder] = {}
-        self.models = dict(models or {})  # symbol -> stored version to use instead of production
+        # symbol -> a stored version (or, for the parity gate of a version being made, the
+        # bundle itself) to use instead of production
+        self.models = dict(models or {})
         self.record_rows = record_rows  # keep every decided bar's feature row (the parity gate)
         self.heartbeat: str | None = None
         self.problems = 0
@@ -126,8 +128,10 @@ class LiveEngine:
         """The production version (sha256 checked against the manifest), or no model; or the
         version given in ``models`` (checked against versions.log)."""
         if symbol in self.models:
-            name = self.models[symbol]
-            return ModelSlot(name, self.store.verify(name), self.store.load(name))
+            chosen = self.models[symbol]
+            if isinstance(chosen, VetoBundle):
+                return ModelSlot(f"{symbol} (unsaved candidate)", None, chosen)
+            return ModelSlot(chosen, self.store.verify(chosen), self.store.load(chosen))
         found = self.store.load_production(symbol)
         if found is None:
             return ModelSlot(None, None, None)
@@ -294,9 +298,13 @@ class LiveEngine:
         if self.record_rows:
             st.rows.append((bar.timestamp, values))
         flat = st.core.position is None and st.core.pending is None
-        if flat and (row.warming_up or st.disabled):
+        # only the features this instrument decides with must be warm: the entry rule's IBS
+        # and the model's inputs
+        needed = {"ibs", *(st.core.model.feature_names if st.core.model is not None else ())}
+        cold = [f for f in row.warming_up if f in needed]
+        if flat and (cold or st.disabled):
             st.core.bars_seen += 1  # the bar counts, but no entry is taken
-            reason = st.disabled or f"warming up: {', '.join(row.warming_up)}"
+            reason = st.disabled or f"warming up: {', '.join(cold)}"
             st.core.decisions.append({"time": bar.timestamp, "event": "not_trading", "reason": reason})
             intent = None
         else:

@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
@@ -52,11 +52,13 @@ class FeedProblem(NamedTuple):
 FeedItem = MinuteBar | FeedProblem
 
 
-def _gate_bars(cfg: RooneyConfig, data_dir: Path, symbol: str) -> Iterator[MinuteBar]:
+def _gate_bars(cfg: RooneyConfig, data_dir: Path, symbol: str, since: np.datetime64 | None) -> Iterator[MinuteBar]:
+    """The file's minutes from ``since`` on (the rows before it are skipped as arrays, not bars)."""
     raw = read_raw_bars(csv_path(data_dir, symbol), cfg.instrument(symbol).calendar, **cfg.pipeline.data.gate())
     for ts, o, h, lo, c, v in raw.batches():
         stamps = ts.astype("datetime64[s]")
-        for i in range(len(stamps)):
+        first = 0 if since is None else int(np.searchsorted(stamps, since, side="left"))
+        for i in range(first, len(stamps)):
             yield MinuteBar(symbol, stamps[i], float(o[i]), float(h[i]), float(lo[i]), float(c[i]), float(v[i]))
 
 
@@ -65,12 +67,14 @@ def _bars_after(bars: Iterator[MinuteBar], after: np.datetime64 | None) -> Itera
 
 
 def replay_feed(cfg: RooneyConfig, data_dir: str | os.PathLike[str], symbols: list[str], speed: float | None = None,
-                after: dict[str, np.datetime64] | None = None, sleep: Callable[[float], None] = time.sleep
-                ) -> Iterator[FeedItem]:
-    """Every minute bar of the instruments' files after ``after[symbol]`` (a restart resumes
-    where it stopped), merged in time order. Files are validated whole first, as in research."""
+                after: dict[str, np.datetime64] | None = None, sleep: Callable[[float], None] = time.sleep,
+                since: Any = None) -> Iterator[FeedItem]:
+    """Every minute bar of the instruments' files from ``since`` on and after ``after[symbol]``
+    (a restart resumes where it stopped), merged in time order. Files are validated whole
+    first, as in research."""
     after = after or {}
-    streams = [_bars_after(_gate_bars(cfg, Path(data_dir), s), after.get(s)) for s in symbols]
+    start = None if since is None else np.datetime64(since, "s")
+    streams = [_bars_after(_gate_bars(cfg, Path(data_dir), s, start), after.get(s)) for s in symbols]
     last_ts, last_wall = None, None
     for bar in heapq.merge(*streams, key=lambda b: (b.timestamp, b.symbol)):
         if speed and last_ts is not None:

@@ -23,7 +23,7 @@ from rooney_core.data import load_session_bars
 from rooney_core.features import REGISTRY, instrument_inputs, selected_features
 from rooney_core.live.engine import LiveEngine, history_from_raw
 from rooney_core.live.feeds import replay_feed
-from rooney_core.model import ModelStore
+from rooney_core.model import ModelStore, VetoBundle
 
 FEATURE_TOLERANCE = 1e-9
 TRADE_FIELDS = [c for c in TRADE_COLUMNS if c != "signal_index"]  # a bar count since each run began
@@ -90,9 +90,10 @@ def _compare_rows(report: ParityReport, what: str, bt: pd.DataFrame, live: pd.Da
 
 
 def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: ModelStore,
-                 model: str | None = None, months: int = 6, start: str | None = None) -> ParityReport:
+                 model: str | VetoBundle | None = None, months: int = 6, start: str | None = None) -> ParityReport:
     """Replay the last ``months`` of ``data_dir``'s minute files through the live path and the
-    backtest with ``model`` (a stored version; default: production; none: no model)."""
+    backtest with ``model``: a stored version (default: production; none deployed: no model),
+    or a bundle not stored yet (the gate of a version being made)."""
     inst = cfg.instrument(symbol)
     own = load_session_bars(data_dir, inst, **cfg.pipeline.data.gate())
     pair = load_session_bars(data_dir, cfg.instrument(inst.pair), **cfg.pipeline.data.gate()).hourly \
@@ -100,16 +101,20 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
     feats = REGISTRY.compute(instrument_inputs(cfg, symbol, own.hourly, pair), selected_features(cfg.features.selection))
     last = own.hourly.index[-1]
     start = start or str((last - pd.DateOffset(months=months)).date())
-    name = model or store.production(symbol)
-    bundle = store.load(name) if name else None
+    if isinstance(model, VetoBundle):
+        name, bundle = f"{symbol} candidate {model.content_hash()[:12]}", model
+    else:
+        name = model or store.production(symbol)
+        bundle = store.load(name) if name else None
     bt = run_backtest(own.hourly, feats, inst, cfg.strategy, model=bundle, start=start, model_name=name)
     report = ParityReport(symbol, name, start)
     with tempfile.TemporaryDirectory(prefix="rooney-parity-") as state:
-        engine = LiveEngine(cfg, [symbol], store, state, paper=True, models={symbol: name} if name else None,
+        chosen = bundle if isinstance(model, VetoBundle) else name
+        engine = LiveEngine(cfg, [symbol], store, state, paper=True, models={symbol: chosen} if chosen else None,
                             record_rows=True)
         replay_from = engine.start(history_from_raw(cfg, data_dir), start)
         needed = sorted(engine.builders)
-        engine.run(replay_feed(cfg, data_dir, needed), replay_from, close_at_end=True)
+        engine.run(replay_feed(cfg, data_dir, needed, since=replay_from), replay_from, close_at_end=True)
         st = engine.instruments[symbol]
     live_ts = pd.DatetimeIndex([t for t, _ in st.rows])
     live_rows = pd.DataFrame(np.array([v for _, v in st.rows]), index=live_ts, columns=st.buffer.names)
@@ -137,3 +142,8 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
     _compare_rows(report, "trade", bt_tr, live_tr, "signal_time")
     return report
 
+
+
+def parity_gate(report: ParityReport) -> dict:
+    """The gate record of a parity report (stored with the version, read by promotion)."""
+    return {"passed": report.ok, "detail": report.summary()}

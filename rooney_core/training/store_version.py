@@ -31,13 +31,19 @@ class StoredVersion:
 
 
 def train_and_store(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, calendar: SessionCalendar,
-                    store: ModelStore, progress: Callable[[str], None] | None = None) -> StoredVersion:
+                    store: ModelStore, progress: Callable[[str], None] | None = None,
+                    more_gates: Callable[[VetoBundle], dict[str, dict]] | None = None) -> StoredVersion:
     """Tune, train and evaluate; add the bundle with report.html, the plots and the scored
-    holdout to the store; return the new version's name and everything shown about it."""
+    holdout to the store; return the new version's name and everything shown about it.
+    ``more_gates(candidate bundle)`` adds gates that need the bundle itself (the live-path
+    parity replay); every gate is stored with the version, which is immutable."""
     result = train_veto_model(cands, symbol, tcfg, calendar, store.root / "studies" / f"{symbol}.journal",
                               progress=progress)
     gates = model_gates(result, tcfg.min_trades_per_fold)
     bundle = make_bundle(result, gates)
+    if more_gates is not None:
+        gates = {**gates, **more_gates(bundle)}
+        bundle = make_bundle(result, gates)
     plots, tables, doc = build_report(result, f"{symbol} veto model {bundle.content_hash()[:12]}")
     holdout = io.BytesIO()
     result.holdout.to_parquet(holdout, index=False)

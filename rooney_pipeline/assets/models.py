@@ -6,13 +6,22 @@ import json
 import dagster as dg
 import pandas as pd
 
+from rooney_core.live.parity import parity_check, parity_gate
 from rooney_core.training.config import load_training_config
 from rooney_core.training.store_version import train_and_store
 from rooney_pipeline.metadata import png, table
 from rooney_pipeline.partitions import instrument_partitions
 from rooney_pipeline.resources import RooneyResource
 
-GATES = ("prediction_distribution", "holdout_metrics_finite", "enough_trades")
+GATES = {
+    "prediction_distribution": "Holdout P(win) is spread out and selects some but not all candidates.",
+    "holdout_metrics_finite": "Every holdout metric (AUC, Brier, precision, deflated Sharpe, Sharpe, Sortino) "
+                              "is a finite number.",
+    "enough_trades": "The model selects at least the minimum number of holdout trades.",
+    "live_parity": "The live path (incremental bars and features, this bundle, the paper broker) decides "
+                   "exactly what the backtest decides over the last months: features to 1e-9, "
+                   "probabilities, decisions and trades identical.",
+}
 
 
 class TrainConfig(dg.Config):
@@ -29,7 +38,7 @@ class TrainConfig(dg.Config):
     kinds={"sklearn", "optuna"},
     description="Walk-forward, Optuna-tuned Random Forest veto model; each run stores a new immutable "
     "version <SYMBOL>_v<N> with its report in the model store.",
-    check_specs=[dg.AssetCheckSpec(g, asset="veto_model") for g in GATES],
+    check_specs=[dg.AssetCheckSpec(g, asset="veto_model", description=d, blocking=True) for g, d in GATES.items()],
 )
 def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: RooneyResource):
     cfg = rooney.cfg
@@ -39,8 +48,14 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
         tcfg = tcfg.model_copy(update={"trials": config.trials})
     cands = rooney.lake.read("candidates", symbol)
     store = rooney.store
+
+    def live_parity(bundle):
+        report = parity_check(cfg, symbol, rooney.data_path, store, model=bundle, months=cfg.pipeline.parity.months)
+        context.log.info(report.summary())
+        return {"live_parity": parity_gate(report)}
+
     stored = train_and_store(cands, symbol, tcfg, cfg.instrument(symbol).calendar, store,
-                             progress=context.log.info)
+                             progress=context.log.info, more_gates=live_parity)
     name, result, plots, tables, gates = stored.name, stored.result, stored.plots, stored.tables, stored.gates
     bundle = stored.bundle
     context.log.info(f"{symbol}: stored {name}")

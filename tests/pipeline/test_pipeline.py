@@ -268,8 +268,9 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
         assert r.success
         [mat] = [e.materialization for e in r.get_asset_materialization_events()]
         names.append(mat.metadata["version"].value)
-        assert {e.check_name for e in r.get_asset_check_evaluations()} == {
-            "prediction_distribution", "holdout_metrics_finite", "enough_trades"}
+        checks = {e.check_name: e for e in r.get_asset_check_evaluations()}
+        assert set(checks) == {"prediction_distribution", "holdout_metrics_finite", "enough_trades", "live_parity"}
+        assert checks["live_parity"].passed, checks["live_parity"].description
     assert names == ["ES_v1", "ES_v2"]
     store = ModelStore(store_dir)
     assert (store.version_dir("ES_v2") / "report.html").read_text().startswith("<!doctype html>")
