@@ -101,7 +101,8 @@ class LiveEngine:
     def __init__(self, cfg: RooneyConfig, symbols: list[str], store: ModelStore, state_dir: str | os.PathLike[str],
                  *, paper: bool = True, router: OrderRouter | None = None, kill_switch: bool = False,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 models: dict[str, str | VetoBundle] | None = None, record_rows: bool = False):
+                 models: dict[str, str | VetoBundle | ModelSlot] | None = None, record_rows: bool = False,
+                 persist: bool = True):
         if len(set(symbols)) != len(symbols) or not symbols:
             raise RooneyError(f"live: give each instrument once (got {symbols})")
         self.cfg, self.symbols, self.store = cfg, list(symbols), store
@@ -119,6 +120,7 @@ class LiveEngine:
         # bundle itself) to use instead of production
         self.models = dict(models or {})
         self.record_rows = record_rows  # keep every decided bar's feature row (the parity gate)
+        self.persist = persist  # write the state after every bar (a parity replay needs none)
         self.heartbeat: str | None = None
         self.problems = 0
         self.decide_from = np.datetime64("1970-01-01T00:00:00")
@@ -129,6 +131,8 @@ class LiveEngine:
         version given in ``models`` (checked against versions.log)."""
         if symbol in self.models:
             chosen = self.models[symbol]
+            if isinstance(chosen, ModelSlot):
+                return chosen
             if isinstance(chosen, VetoBundle):
                 return ModelSlot(f"{symbol} (unsaved candidate)", None, chosen)
             return ModelSlot(chosen, self.store.verify(chosen), self.store.load(chosen))
@@ -213,6 +217,8 @@ class LiveEngine:
                               "so this file was edited or damaged: restore it from backup") from None
 
     def _write_state(self) -> None:
+        if not self.persist:
+            return
         data = {"written_at": self.clock().isoformat(timespec="seconds"), "paper": self.paper,
                 "decide_from": _ts(self.decide_from),
                 "kill_switch": self.kill_switch, "heartbeat": self.heartbeat, "instruments": {}}

@@ -21,8 +21,8 @@ from rooney_core.backtest.runner import TRADE_COLUMNS, run_backtest
 from rooney_core.config import RooneyConfig
 from rooney_core.data import load_session_bars
 from rooney_core.features import REGISTRY, instrument_inputs, selected_features
-from rooney_core.live.engine import LiveEngine, history_from_raw
-from rooney_core.live.feeds import replay_feed
+from rooney_core.live.engine import LiveEngine, ModelSlot
+from rooney_core.live.feeds import raw_feed
 from rooney_core.model import ModelStore, VetoBundle
 
 FEATURE_TOLERANCE = 1e-9
@@ -95,9 +95,11 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
     backtest with ``model``: a stored version (default: production; none deployed: no model),
     or a bundle not stored yet (the gate of a version being made)."""
     inst = cfg.instrument(symbol)
-    own = load_session_bars(data_dir, inst, **cfg.pipeline.data.gate())
-    pair = load_session_bars(data_dir, cfg.instrument(inst.pair), **cfg.pipeline.data.gate()).hourly \
-        if inst.pair else None
+    # each file read once: the backtest's bars, the live path's warm-up history and its feed
+    loaded = {s: load_session_bars(data_dir, cfg.instrument(s), **cfg.pipeline.data.gate())
+              for s in filter(None, (symbol, inst.pair))}
+    own = loaded[symbol]
+    pair = loaded[inst.pair].hourly if inst.pair else None
     feats = REGISTRY.compute(instrument_inputs(cfg, symbol, own.hourly, pair), selected_features(cfg.features.selection))
     last = own.hourly.index[-1]
     start = start or str((last - pd.DateOffset(months=months)).date())
@@ -109,12 +111,12 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
     bt = run_backtest(own.hourly, feats, inst, cfg.strategy, model=bundle, start=start, model_name=name)
     report = ParityReport(symbol, name, start)
     with tempfile.TemporaryDirectory(prefix="rooney-parity-") as state:
-        chosen = bundle if isinstance(model, VetoBundle) else name
-        engine = LiveEngine(cfg, [symbol], store, state, paper=True, models={symbol: chosen} if chosen else None,
-                            record_rows=True)
-        replay_from = engine.start(history_from_raw(cfg, data_dir), start)
-        needed = sorted(engine.builders)
-        engine.run(replay_feed(cfg, data_dir, needed, since=replay_from), replay_from, close_at_end=True)
+        slot = ModelSlot(name, None, bundle) if bundle is not None else None  # loaded and checked above
+        engine = LiveEngine(cfg, [symbol], store, state, paper=True, models={symbol: slot} if slot else None,
+                            record_rows=True, persist=False)
+        replay_from = engine.start(lambda s: (loaded[s].hourly, loaded[s].daily), start)
+        engine.run(raw_feed({s: loaded[s].raw for s in sorted(engine.builders)}, since=replay_from), replay_from,
+                   close_at_end=True)
         st = engine.instruments[symbol]
     live_ts = pd.DatetimeIndex([t for t, _ in st.rows])
     live_rows = pd.DataFrame(np.array([v for _, v in st.rows]), index=live_ts, columns=st.buffer.names)

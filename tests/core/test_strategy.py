@@ -270,3 +270,22 @@ def test_max_drawdown_in_dollars_and_percent_can_come_from_different_falls():
 
     usd, pct = max_drawdown(np.array([100.0, 50.0, 1000.0, 800.0]))
     assert usd == 200.0 and pct == 0.5
+
+
+def test_row_veto_fast_path_is_bit_identical_to_predict_proba():
+    """The live engine's single-row forest path gives exactly sklearn's predict_proba."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from rooney_core.strategy.models import RowVeto
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2000, 7)) * [1, 10, 100, 0.01, 1e4, 3, 50]
+    y = (x[:, 0] + rng.normal(size=2000) > 0).astype(int)
+    for cw, depth in ((None, 5), ("balanced_subsample", None)):
+        forest = RandomForestClassifier(n_estimators=60, max_depth=depth, min_samples_leaf=3, class_weight=cw,
+                                        max_samples=0.7, random_state=3, n_jobs=1).fit(x, y)
+        veto = RowVeto(forest, list("abcdefg"), 0.5)
+        rows = rng.normal(size=(500, 7)) * [1, 10, 100, 0.01, 1e4, 3, 50]
+        want = forest.predict_proba(rows)[:, 1]
+        got = np.array([veto.probability(r) for r in rows])
+        assert np.array_equal(got, want)
