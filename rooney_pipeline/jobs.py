@@ -40,4 +40,10 @@ promote_job = dg.define_asset_job(
     description="Promote each instrument's newest version whose gates passed.",
 )
 
-JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, backtest_job]
+paper_job = dg.define_asset_job(
+    "paper_job",
+    selection=dg.AssetSelection.assets("paper_trading"),
+    description="Paper-trade the recent months with the production model and compare with the backtest.",
+)
+
+JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, backtest_job, paper_job]

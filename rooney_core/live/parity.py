@@ -39,7 +39,15 @@ class ParityReport:
     features_checked: int = 0
     decisions: int = 0
     trades: int = 0
+    live_trades: int = 0
+    backtest_pnl: float = 0.0
+    live_pnl: float = 0.0
     divergences: list[dict] = field(default_factory=list)
+
+    @property
+    def tracking_error_usd(self) -> float:
+        """Paper (live path) net P&L minus the backtest's over the same bars."""
+        return round(self.live_pnl - self.backtest_pnl, 2)
 
     @property
     def ok(self) -> bool:
@@ -140,7 +148,9 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
     _compare_rows(report, "decision", bt_dec, live_dec, "time")
     live_tr = _frame(st.core.trades, TRADE_FIELDS)
     bt_tr = _frame(bt.trades.to_dict("records"), TRADE_FIELDS)
-    report.trades = len(bt_tr)
+    report.trades, report.live_trades = len(bt_tr), len(live_tr)
+    report.backtest_pnl = round(float(bt_tr["pnl_net"].sum()), 2)
+    report.live_pnl = round(float(live_tr["pnl_net"].sum()), 2)
     _compare_rows(report, "trade", bt_tr, live_tr, "signal_time")
     return report
 

@@ -280,3 +280,19 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
                if all(g["passed"] for g in v["metrics"]["gates"].values())]
     assert store.production("ES") == (passing[-1] if passing else None)
     assert {v["version"] for v in store.list_versions("ES")} == {"ES_v1", "ES_v2"}  # the rest are kept
+
+
+def test_paper_trading_tracks_the_backtest(sample_dirs, tmp_path):
+    """paper_trading runs the live engine in paper mode over the recent months (here with no
+    model deployed: unfiltered) and reports a tracking error of zero trades and zero dollars."""
+    main, _ = sample_dirs
+    res = RooneyResource(data_dir=str(main), lake_dir=str(tmp_path / "lake"), model_store=str(tmp_path / "m"))
+    r = dg.materialize(ASSETS, selection=["paper_trading"], partition_key="ES", resources={"rooney": res},
+                       instance=dg.DagsterInstance.ephemeral())
+    assert r.success
+    [mat] = [e.materialization for e in r.get_asset_materialization_events()]
+    md = mat.metadata
+    assert md["identical"].value is True and md["tracking_error_usd"].value == 0.0
+    assert md["trades_difference"].value == 0
+    [check] = r.get_asset_check_evaluations()
+    assert check.passed and "identical" in check.description
