@@ -281,17 +281,23 @@ class LiveEngine:
     def on_closed(self, closed: list[ClosedBar]) -> None:
         """One clock step's closed bars (every instrument): decide each traded instrument's
         new hourly bars."""
+        decided = False
         for s, st in self.instruments.items():
             rows = st.buffer.update(closed)
             own = [b for b in closed if b.symbol == s and b.kind == HOURLY]
             for bar, row in zip(own, rows, strict=True):
-                self._decide(st, bar, row)
+                decided |= self._decide(st, bar, row)
         self.heartbeat = self.clock().isoformat(timespec="seconds")
+        if decided:
+            # once per clock step: a kill before this write redoes the whole step after a
+            # restart (the same decisions; the log's records carry the same prediction ids)
+            self._write_state()
 
-    def _decide(self, st: InstrumentState, bar: ClosedBar, row) -> None:
+    def _decide(self, st: InstrumentState, bar: ClosedBar, row) -> bool:
+        """Decide one closed hourly bar; False if it was warm-up or already decided."""
         ts = np.datetime64(bar.timestamp, "s")
         if ts < self.decide_from or (st.last_decided is not None and ts <= st.last_decided):
-            return  # warm-up, or decided before a restart: only the buffers needed it
+            return False  # warm-up, or decided before a restart: only the buffers needed it
         inst = self.cfg.instrument(st.symbol)
         session = inst.calendar.trading_date(np.array([bar.timestamp]))[0]
         if st.session is not None and session != st.session:
@@ -321,9 +327,12 @@ class LiveEngine:
         st.last_decided = ts
         if intent is not None:
             st.broker.place(intent)
-        self._write_state()
-        if intent is not None:
-            self._route(st, intent)
+            if not self.paper:
+                self._write_state()  # the decision is on disk before the order leaves
+                self._route(st, intent)
+            elif self.kill_switch:
+                self._route(st, intent)  # says what it would have sent
+        return True
 
     def _maybe_switch_model(self, st: InstrumentState) -> None:
         if st.symbol in self.models:
