@@ -241,8 +241,6 @@ def _bars_and_features(cfg, data_dir: Path, symbol: str):
     return own.hourly, feats
 
 
-TRADE_CSV_COLUMNS = ["entry_time", "exit_time", "entry_price", "exit_price", "exit_reason", "contracts", "pnl_net",
-                     "signal_time", "exit_signal_time", "bars_held", "pnl_gross", "commission", "probability"]
 
 
 @cli.command("backtest")
@@ -263,7 +261,7 @@ def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, model_file
     """Run the production IbsStrategy: trades.csv, metrics.json and equity.png in --out."""
     import json
 
-    from rooney_core.backtest.runner import run_backtest
+    from rooney_core.backtest.runner import TRADE_CSV_COLUMNS, run_backtest
     from rooney_core.io import write_bytes_atomic, write_text_atomic
     from rooney_core.reports import equity_curve
 

@@ -24,6 +24,9 @@ from rooney_core.strategy.feed import ArrayFeed
 from rooney_core.strategy.ibs_strategy import IbsStrategy, PrecomputedFeatures
 from rooney_core.strategy.models import BatchedVeto, RowVeto
 
+# trades.csv of `rooney backtest` and of the live engine: the same columns, so one diff compares them
+TRADE_CSV_COLUMNS = ["entry_time", "exit_time", "entry_price", "exit_price", "exit_reason", "contracts", "pnl_net",
+                     "signal_time", "exit_signal_time", "bars_held", "pnl_gross", "commission", "probability"]
 TRADE_COLUMNS = ["signal_time", "entry_time", "entry_price", "exit_signal_time", "exit_time", "exit_price",
                  "exit_reason", "contracts", "bars_held", "pnl_gross", "commission", "pnl_net", "probability",
                  "signal_index"]

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rooney_core.backtest.runner import TRADE_CSV_COLUMNS
 from rooney_core.config import RooneyConfig
 from rooney_core.errors import RooneyError
 from rooney_core.io import write_text_atomic
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 TRADES_FILE = "trades.csv"
-TRADE_CSV_COLUMNS = ["entry_time", "exit_time", "entry_price", "exit_price", "exit_reason", "contracts", "pnl_net",
-                     "signal_time", "exit_signal_time", "bars_held", "pnl_gross", "commission", "probability"]
 
 
 def kill_switch_on(cfg_value: bool = False) -> bool:
@@ -233,9 +232,17 @@ class LiveEngine:
         write_text_atomic(json.dumps(data, indent=1, sort_keys=True, default=str), self.state_dir / STATE_FILE)
 
     def _write_trades(self, st: InstrumentState) -> None:
-        rows = [t for s in self.instruments.values() for t in ({**x, "symbol": s.symbol} for x in s.core.trades)]
-        frame = pd.DataFrame(rows, columns=["symbol", *TRADE_CSV_COLUMNS])
-        write_text_atomic(frame.to_csv(index=False), self.state_dir / TRADES_FILE)
+        """``<SYM>_trades.csv`` with exactly `rooney backtest`'s columns, and ``trades.csv``:
+        the same for a one-instrument engine, every instrument's with a last ``symbol``
+        column otherwise."""
+        own = pd.DataFrame(st.core.trades, columns=TRADE_CSV_COLUMNS)
+        write_text_atomic(own.to_csv(index=False), self.state_dir / f"{st.symbol}_{TRADES_FILE}")
+        if len(self.instruments) == 1:
+            write_text_atomic(own.to_csv(index=False), self.state_dir / TRADES_FILE)
+        else:
+            rows = [{**t, "symbol": s.symbol} for s in self.instruments.values() for t in s.core.trades]
+            every = pd.DataFrame(rows, columns=[*TRADE_CSV_COLUMNS, "symbol"])
+            write_text_atomic(every.to_csv(index=False), self.state_dir / TRADES_FILE)
         st.trades_written = len(st.core.trades)
 
     def _say(self, symbol: str | None, msg: str) -> None:

@@ -4,6 +4,7 @@ trades with no order twice; bad bars and feed problems are logged and never trad
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -258,3 +259,81 @@ def test_a_failing_webhook_is_retried_alerted_and_never_dropped(market, tmp_path
     log = pd.DataFrame(__import__("rooney_core.live.predictions", fromlist=["events"]).events(
         tmp_path / "state" / "predictions"))
     assert (log["event"] == "order_failed").sum() == len(orders)
+
+
+def test_live_trades_csv_diffs_clean_against_rooney_backtest(market, tmp_path):
+    """`rooney live --paper --feed replay:` and `rooney backtest` over the same period write
+    byte-identical trades.csv files: the two compare with one diff."""
+    from click.testing import CliRunner
+
+    from rooney_core.cli import cli
+
+    env = {"ROONEY_MODEL_STORE": str(tmp_path / "store")}
+    bt = CliRunner().invoke(cli, ["backtest", "--data-dir", str(market), "--symbol", "ES", "--start", "2023-02-01",
+                                  "--out", str(tmp_path / "bt")], env=env, obj={})
+    assert bt.exit_code == 0, bt.output
+    lv = CliRunner().invoke(cli, ["live", "--symbols", "ES", "--paper", "--feed", f"replay:{market}", "--from",
+                                  "2023-02-01", "--state-dir", str(tmp_path / "live")], env=env, obj={})
+    assert lv.exit_code == 0, lv.output
+    assert (tmp_path / "live" / "trades.csv").read_text() == (tmp_path / "bt" / "trades.csv").read_text()
+    st = CliRunner().invoke(cli, ["live", "--state-dir", str(tmp_path / "live"), "status"], obj={})
+    assert st.exit_code == 0 and "ES" in st.output and "heartbeat" in st.output, st.output
+
+
+def test_the_kill_switch_keeps_every_order_in_the_process(market, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from test_order_router import Receiver
+
+    from rooney_core.live.router import WebhookRouter
+
+    monkeypatch.setenv("POLICY_KILLSWITCH", "true")
+    rx = Receiver([])
+    try:
+        engine = LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), tmp_path / "state", paper=False,
+                            router=WebhookRouter(rx.url))
+        assert engine.paper and engine.kill_switch
+        replay_from = engine.start(history_from_raw(CFG, market), "2023-03-20")
+        with caplog.at_level(logging.INFO, logger="rooney_core.live"):
+            engine.run(replay_feed(CFG, market, ["ES", "NQ"], since=replay_from), replay_from, close_at_end=True)
+    finally:
+        rx.close()
+    orders = [d for d in engine.instruments["ES"].core.decisions if d["event"] in ("entry_order", "exit_order")]
+    assert orders and rx.received == []
+    assert caplog.text.count("kill switch:") == len(orders) and "not sent (paper)" in caplog.text
+    assert status_of(tmp_path / "state")["kill_switch"] is True
+
+
+def test_a_new_version_is_picked_up_at_a_session_boundary_when_flat(market, stored_model, tmp_path):
+    import shutil
+
+    from rooney_core.model import VetoBundle
+
+    store = ModelStore(tmp_path / "store")
+    shutil.copytree(stored_model.root, store.root)
+    store.promote("ES_v1", by="test")
+    v1 = store.load("ES_v1")
+    v2 = store.add_version(VetoBundle(symbol="ES", estimator=v1.estimator, feature_names=v1.feature_names,
+                                      threshold=0.0, registry_version="t", feature_schema_hash="t", data_hash="t"))
+    promote_at = pd.Timestamp("2023-03-08 10:30")
+
+    def feed():
+        promoted = False
+        for item in replay_feed(CFG, market, ["ES", "NQ"], since=replay_from):
+            if not promoted and item.timestamp >= promote_at:
+                store.promote(v2, by="trader")  # in the middle of a session
+                promoted = True
+            yield item
+
+    engine = LiveEngine(CFG, ["ES"], store, tmp_path / "state", paper=True)
+    replay_from = engine.start(history_from_raw(CFG, market), "2023-03-01")
+    engine.run(feed(), replay_from, close_at_end=True)
+    log = predictions(tmp_path / "state" / "predictions")
+    log["bar_time"] = pd.to_datetime(log["bar_time"])
+    first_v2 = log.loc[log["model_version"] == v2, "bar_time"].min()
+    assert (log.loc[log["bar_time"] < first_v2, "model_version"] == "ES_v1").all()
+    cal = CFG.instrument("ES").calendar
+    assert cal.trading_date(np.array([first_v2.to_datetime64()]))[0] > \
+        cal.trading_date(np.array([promote_at.to_datetime64()]))[0]
+    trades = engine_trades(engine)
+    assert not ((trades["entry_time"] < first_v2) & (trades["exit_time"] > first_v2)).any()
