@@ -14,7 +14,8 @@ from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
 # (job, partitioned?) in order; the demo trains with configs/training/demo.yml layered on top
 STAGES = (("bars_job", True), ("features_job", True), ("candidates_job", True), ("train_job", True),
           ("promote_job", False), ("backtest_job", True))
-TRAIN_DEMO = {"ops": {"veto_model": {"config": {"profile": "demo"}}}}
+# the demo's parity gate replays 3 months per version (pipeline.yml: 6) to stay within minutes
+TRAIN_DEMO = {"ops": {"veto_model": {"config": {"profile": "demo", "parity_months": 3}}}}
 # Dagster's console logger prints every engine event at DEBUG; the demo shows INFO and up
 # (every event is still stored in the instance for the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}

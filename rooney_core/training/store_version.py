@@ -43,7 +43,7 @@ def train_and_store(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, cale
     bundle = make_bundle(result, gates)
     if more_gates is not None:
         gates = {**gates, **more_gates(bundle)}
-        bundle = make_bundle(result, gates)
+        bundle = make_bundle(result, gates, trained_at=bundle.trained_at)  # when it was fitted
     plots, tables, doc = build_report(result, f"{symbol} veto model {bundle.content_hash()[:12]}")
     holdout = io.BytesIO()
     result.holdout.to_parquet(holdout, index=False)

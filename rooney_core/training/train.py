@@ -134,14 +134,14 @@ def _run_tag() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def make_bundle(result: TrainingResult, gates: dict | None = None) -> VetoBundle:
+def make_bundle(result: TrainingResult, gates: dict | None = None, trained_at: str | None = None) -> VetoBundle:
     """The immutable bundle of a training result (metrics include the gate results)."""
     metrics = {**_jsonable(result.metrics), "gates": gates or {}}
     return VetoBundle(symbol=result.symbol, estimator=result.estimator, feature_names=result.feature_names,
                       threshold=result.threshold, registry_version=REGISTRY_VERSION,
                       feature_schema_hash=result.schema_hash, data_hash=result.data_hash,
                       config={**result.config, "config_hash": _config_hash(result.config),
-                              "best_params": result.best_params}, metrics=metrics)
+                              "best_params": result.best_params}, metrics=metrics, trained_at=trained_at)
 
 
 def _config_hash(config: dict) -> str:

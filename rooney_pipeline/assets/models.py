@@ -29,6 +29,8 @@ class TrainConfig(dg.Config):
     """Extra training config layered on top (configs/training/<profile>.yml), e.g. "demo"."""
     trials: int | None = None
     """Override the number of Optuna trials."""
+    parity_months: int | None = None
+    """Override pipeline.yml parity.months for the live-parity gate (the demo uses fewer)."""
 
 
 @dg.asset(
@@ -50,7 +52,8 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
     store = rooney.store
 
     def live_parity(bundle):
-        report = parity_check(cfg, symbol, rooney.data_path, store, model=bundle, months=cfg.pipeline.parity.months)
+        months = config.parity_months or cfg.pipeline.parity.months
+        report = parity_check(cfg, symbol, rooney.data_path, store, model=bundle, months=months)
         context.log.info(report.summary())
         return {"live_parity": parity_gate(report)}
 
