@@ -69,11 +69,12 @@ def write_file_synced(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _host() -> str:
+def host_tag() -> str:
+    """This host's name as it goes into temporary names (no separators)."""
     return socket.gethostname().replace("/", "_").replace(".", "_") or "host"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -88,7 +89,7 @@ def remove_dead_temps(target: Path, max_age_seconds: float = 86_400.0) -> list[P
     process on this host, or older than ``max_age_seconds`` (another host's). A live writer's
     temp file is never touched."""
     removed = []
-    host = _host()
+    host = host_tag()
     prefix = f".{target.name}."
     for entry in os.scandir(target.parent):
         name = entry.name
@@ -100,7 +101,7 @@ def remove_dead_temps(target: Path, max_age_seconds: float = 86_400.0) -> list[P
             old = time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age_seconds
         except FileNotFoundError:
             continue
-        if (mine and not _pid_alive(int(parts[1]))) or old:
+        if (mine and not pid_alive(int(parts[1]))) or old:
             Path(entry.path).unlink(missing_ok=True)
             removed.append(Path(entry.path))
     return removed
@@ -114,7 +115,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(target)
     # host and pid in the name tell a dead writer's leftover from a live writer's file
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_host()}.{os.getpid()}.", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{host_tag()}.{os.getpid()}.", suffix=".tmp",
                                dir=target.parent)
     os.fchmod(fd, file_mode())
     os.close(fd)

@@ -32,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import stat
 import time
 import uuid
@@ -43,7 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from rooney_core.errors import RooneyError
-from rooney_core.io import fsync_path, make_temp_dir, write_file_synced, write_text_atomic
+from rooney_core.io import (
+    fsync_path,
+    host_tag,
+    make_temp_dir,
+    pid_alive,
+    write_file_synced,
+    write_text_atomic,
+)
 from rooney_core.model.bundle import VetoBundle, json_default
 from rooney_core.model.bundle_file import dump_bundle, load_bundle
 
@@ -126,20 +132,6 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _host() -> str:
-    return socket.gethostname().replace("/", "_") or "host"
-
-
 class ModelStore:
     """Immutable model versions ``<SYMBOL>_v<N>`` and the manifest naming production ones."""
 
@@ -194,7 +186,7 @@ class ModelStore:
         self._make_dirs()
         self.cleanup_temp()
         # pid and host in the name let cleanup_temp tell a dead writer's leftovers from live work.
-        tmp = make_temp_dir(self.versions_dir, f".tmp-{symbol}-{os.getpid()}-{_host()}-")
+        tmp = make_temp_dir(self.versions_dir, f".tmp-{symbol}-{os.getpid()}-{host_tag()}-")
         try:
             write_file_synced(tmp / BUNDLE_FILE, data)
             for fname, blob in extra.items():
@@ -353,13 +345,13 @@ class ModelStore:
         than ``min_age_seconds``) and stale manifest temp files, and settle their audit
         intents. Every version write does this first. Returns what was removed."""
         removed: list[Path] = []
-        host = _host()
+        host = host_tag()
         if self.versions_dir.is_dir():
             for entry in os.scandir(self.versions_dir):
                 if not entry.name.startswith(".tmp-"):
                     continue
                 m = _TMP_DIR.fullmatch(entry.name)
-                dead = bool(m) and m["host"] == host and not _pid_alive(int(m["pid"]))
+                dead = bool(m) and m["host"] == host and not pid_alive(int(m["pid"]))
                 try:
                     old = time.time() - entry.stat(follow_symlinks=False).st_mtime > min_age_seconds
                 except FileNotFoundError:

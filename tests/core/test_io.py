@@ -13,7 +13,7 @@ import time
 import pandas as pd
 
 from rooney_core.data.lake import Lake
-from rooney_core.io import _host, write_text_atomic
+from rooney_core.io import host_tag, write_text_atomic
 
 FORK = multiprocessing.get_context("fork")
 
@@ -42,10 +42,10 @@ def test_a_killed_lake_writers_temp_file_is_removed_by_the_next_write(tmp_path):
 
 def test_a_live_writers_temp_file_is_kept(tmp_path):
     target = tmp_path / "manifest.json"
-    live = tmp_path / f".manifest.json.{_host()}.{os.getpid()}.abc.tmp"
+    live = tmp_path / f".manifest.json.{host_tag()}.{os.getpid()}.abc.tmp"
     dead_pid = subprocess.Popen(["true"])
     dead_pid.wait()
-    dead = tmp_path / f".manifest.json.{_host()}.{dead_pid.pid}.def.tmp"
+    dead = tmp_path / f".manifest.json.{host_tag()}.{dead_pid.pid}.def.tmp"
     live.write_text("x")
     dead.write_text("y")
     write_text_atomic("{}", target)

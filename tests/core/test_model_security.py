@@ -321,9 +321,9 @@ def test_a_dead_writers_temp_folder_is_cleaned_on_the_next_write(tmp_path):
     store.add_version(make_bundle(seed=1))
     proc = subprocess.Popen(["true"])
     proc.wait()  # a pid that is certainly dead now
-    import socket
+    from rooney_core.io import host_tag
 
-    host = socket.gethostname().replace("/", "_") or "host"
+    host = host_tag()
     leftover = store.versions_dir / f".tmp-ES-{proc.pid}-{host}-abc123"
     leftover.mkdir()
     (leftover / "bundle.skops").write_bytes(b"half")
