@@ -123,7 +123,8 @@ def predictions(root: str | os.PathLike[str]) -> pd.DataFrame:
     ev = events(root)
     if "prediction_id" not in ev or not (ev["event"] == "signal").any():
         return pd.DataFrame()
-    sig = ev[ev["event"] == "signal"].dropna(axis=1, how="all")
+    # a bar redone after a restart logs its signal again under the same id: one row per signal
+    sig = ev[ev["event"] == "signal"].dropna(axis=1, how="all").drop_duplicates("prediction_id", keep="last")
     out = sig
     for kind, cols in (("fill", ["fill_time", "fill_price"]),
                        ("outcome", ["exit_time", "exit_price", "exit_reason", "pnl_net"])):
