@@ -345,3 +345,36 @@ def test_a_new_version_is_picked_up_at_a_session_boundary_when_flat(market, stor
         cal.trading_date(np.array([promote_at.to_datetime64()]))[0]
     trades = engine_trades(engine)
     assert not ((trades["entry_time"] < first_v2) & (trades["exit_time"] > first_v2)).any()
+
+
+@pytest.mark.parametrize("case", ["gap_of_hours", "pair_feed_stops"])
+def test_gaps_and_a_stopped_pair_feed_decide_as_the_backtest(market, tmp_path, case):
+    """A gap of hours in both feeds, or the pair's feed stopping while the instrument trades on:
+    the live path decides exactly as the backtest on the same files (pair features go missing
+    after the staleness limit in both), and the instrument keeps trading."""
+    from rooney_core.live.parity import parity_check
+
+    for sym in ("ES", "NQ"):
+        frame = pd.read_csv(market / f"{sym}_bt.csv")
+        ts = pd.to_datetime(frame["datetime"])
+        if case == "gap_of_hours":
+            drop = (ts >= "2023-03-15 08:00") & (ts < "2023-03-15 13:00")
+        else:
+            drop = (ts >= "2023-03-15 10:00") if sym == "NQ" else ts < ts.min()
+        frame[~drop.to_numpy()].to_csv(tmp_path / f"{sym}_bt.csv", index=False)
+    report = parity_check(CFG, "ES", tmp_path, ModelStore(tmp_path / "store"), months=1)
+    assert report.ok, report.summary()
+    assert report.trades > 10
+    if case == "pair_feed_stops":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as state:
+            engine = LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), state, paper=True, record_rows=True,
+                                persist=False)
+            replay_from = engine.start(history_from_raw(CFG, tmp_path), report.start)
+            engine.run(replay_feed(CFG, tmp_path, ["ES", "NQ"], since=replay_from), replay_from, close_at_end=True)
+        st = engine.instruments["ES"]
+        pair_col = st.buffer.names.index("p_ibs")
+        after = [v for t, v in st.rows if pd.Timestamp(t) > pd.Timestamp("2023-03-15 13:00")]
+        assert after and all(np.isnan(v[pair_col]) for v in after)  # stale pair: missing, never zero
+        assert any(pd.Timestamp(t["entry_time"]) > pd.Timestamp("2023-03-16") for t in st.core.trades)
