@@ -76,15 +76,26 @@ def live(ctx, symbols, feed_spec, paper, state_dir, decide_from, history_dir) ->
     router = None if paper else WebhookRouter.from_env()
     if decide_from is None:
         decide_from = cfg.pipeline.backtest.start if kind == "replay" else str(_now_exchange(cfg, syms[0]))
-    logging.getLogger("rooney_core.live").setLevel(logging.INFO)
-    engine = LiveEngine(cfg, syms, _store(cfg), state, paper=paper, router=router)
-    replay_from = engine.start(_history(cfg, kind, where, history_dir), decide_from)
-    engine.resend_unconfirmed()
-    needed = sorted(engine.builders)
-    click.echo(f"live: {', '.join(syms)} ({'paper' if engine.paper else 'LIVE via ' + router.name}"
-               f"{', kill switch on' if engine.kill_switch else ''}); feed {kind}; deciding from {decide_from}; "
-               f"state {state}", err=True)
-    engine.run(_feed(cfg, kind, where, speed, needed, replay_from), replay_from, close_at_end=kind in ("replay", "dbn"))
+    # the engine's own log beside its state (warnings and alerts also reach stderr)
+    live_log = logging.getLogger("rooney_core.live")
+    live_log.setLevel(logging.INFO)
+    Path(state).mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(Path(state) / "engine.log", encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    live_log.addHandler(to_file)
+    try:
+        engine = LiveEngine(cfg, syms, _store(cfg), state, paper=paper, router=router)
+        replay_from = engine.start(_history(cfg, kind, where, history_dir), decide_from)
+        engine.resend_unconfirmed()
+        needed = sorted(engine.builders)
+        click.echo(f"live: {', '.join(syms)} ({'paper' if engine.paper else 'LIVE via ' + router.name}"
+                   f"{', kill switch on' if engine.kill_switch else ''}); feed {kind}; deciding from {decide_from}; "
+                   f"state {state}", err=True)
+        engine.run(_feed(cfg, kind, where, speed, needed, replay_from), replay_from,
+                   close_at_end=kind in ("replay", "dbn"))
+    finally:
+        live_log.removeHandler(to_file)
+        to_file.close()
     st = engine.status()
     for s, row in st["instruments"].items():
         click.echo(f"{s}: last bar {row['last_bar']}, {row['position']}, {row['trades']} trades, "

@@ -284,6 +284,7 @@ def test_live_trades_csv_diffs_clean_against_rooney_backtest(market, tmp_path):
                                   "2023-02-01", "--state-dir", str(tmp_path / "live")], env=env, obj={})
     assert lv.exit_code == 0, lv.output
     assert (tmp_path / "live" / "trades.csv").read_text() == (tmp_path / "bt" / "trades.csv").read_text()
+    assert "ES: model none" in (tmp_path / "live" / "engine.log").read_text()  # its log beside its state
     st = CliRunner().invoke(cli, ["live", "--state-dir", str(tmp_path / "live"), "status"], obj={})
     assert st.exit_code == 0 and "ES" in st.output and "heartbeat" in st.output, st.output
 
