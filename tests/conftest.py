@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 from builders import GLOBEX
 
-from rooney_core.config import RooneyConfig, load_config
+from rooney_core.config import DEFAULT_CONFIG_DIR, RooneyConfig, load_config
 from rooney_core.sessions import SessionCalendar
 
 # Tests never touch the repo's model store (dagster_home/storage/models) or a developer's.
@@ -20,6 +22,14 @@ for var in ("ROONEY_DATA_DIR", "ROONEY_LAKE_DIR", "ROONEY_EXECUTOR", "ROONEY_CON
 @pytest.fixture(scope="session")
 def cfg() -> RooneyConfig:
     return load_config()
+
+
+@pytest.fixture()
+def config_dir(tmp_path: Path) -> Path:
+    """A copy of configs/ to edit (config error tests)."""
+    d = tmp_path / "configs"
+    shutil.copytree(DEFAULT_CONFIG_DIR, d)
+    return d
 
 
 @pytest.fixture(scope="session")

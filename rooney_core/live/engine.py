@@ -38,7 +38,7 @@ from rooney_core.backtest.runner import TRADE_CSV_COLUMNS
 from rooney_core.config import RooneyConfig
 from rooney_core.errors import RooneyError
 from rooney_core.io import write_text_atomic
-from rooney_core.live.bars import DAILY, HOURLY, BadBarError, ClosedBar, SessionBarBuilder, drive
+from rooney_core.live.bars import HOURLY, BadBarError, ClosedBar, SessionBarBuilder, drive
 from rooney_core.live.features import FeatureBuffer
 from rooney_core.live.feeds import FeedItem, FeedProblem, MinuteBar
 from rooney_core.live.paper import PaperBroker
@@ -475,4 +475,4 @@ def history_from_lake(cfg: RooneyConfig) -> Callable[[str], tuple]:
     return lambda symbol: (lake.read("hourly", symbol), lake.read("daily", symbol))
 
 
-__all__ = ["DAILY", "LiveEngine", "history_from_raw", "kill_switch_on", "status_of"]
+__all__ = ["LiveEngine", "ModelSlot", "history_from_lake", "history_from_raw", "kill_switch_on", "status_of"]

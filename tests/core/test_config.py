@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from rooney_core.config import DEFAULT_CONFIG_DIR, load_config
+from rooney_core.config import load_config
 from rooney_core.errors import ConfigError
-
-
-@pytest.fixture()
-def config_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "configs"
-    shutil.copytree(DEFAULT_CONFIG_DIR, d)
-    return d
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -7,7 +7,6 @@ Each case copies ``configs/`` to a temporary directory, applies one edit and loa
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ from rooney_core.config import DEFAULT_CONFIG_DIR, load_config, read_yaml
 from rooney_core.data.sample import load_sample_market
 from rooney_core.errors import ConfigError
 from rooney_core.training.config import load_training_config
-
-
-@pytest.fixture()
-def config_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "configs"
-    shutil.copytree(DEFAULT_CONFIG_DIR, d)
-    return d
 
 
 def edit(path: Path, old: str, new: str) -> None:
