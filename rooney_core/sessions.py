@@ -82,6 +82,13 @@ class SessionCalendar:
             idx = idx.tz_localize("UTC")
         return idx.tz_convert(ZoneInfo(self.timezone)).tz_localize(None)
 
+    def from_exchange_time(self, local: pd.DatetimeIndex | pd.Series) -> pd.DatetimeIndex:
+        """Naive exchange-local timestamps to aware UTC. A time repeated when DST ends is
+        taken as the earlier instant, one skipped when it starts is moved forward."""
+        idx = pd.DatetimeIndex(local)
+        return idx.tz_localize(ZoneInfo(self.timezone), ambiguous=np.ones(len(idx), dtype=bool),
+                               nonexistent="shift_forward").tz_convert("UTC")
+
 
 def _epoch_minutes(ts: np.ndarray) -> np.ndarray:
     """Whole minutes since the epoch (floor) as int64, for datetime64 of any unit."""

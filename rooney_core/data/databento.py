@@ -41,9 +41,9 @@ The rules, each explicit:
   definition gives it), then the smaller raw symbol, then the smaller instrument id. Prices
   of two contracts are never mixed within a bar or a session; a roll shows as a price gap
   at a session boundary, as in the desk's unadjusted files. The rule looks at a whole
-  session of the files, which is right for files (import and replay agree bar for bar); a
-  live vendor client must pick its contract before the session (e.g. the previous session's
-  most active one). ``DatabentoBars.sessions`` lists every choice and the contracts passed over.
+  session of the files, which is right for files (import and replay agree bar for bar); the
+  live stream (:class:`LiveBarDecoder`) cannot see a session's volume before it ends, so it
+  follows Databento's continuous front by volume (``ES.v.0``, ranked on the previous session). ``DatabentoBars.sessions`` lists every choice and the contracts passed over.
 * **Overlapping files**: a bar present twice with identical values is kept once (counted);
   the same contract and minute with different values is an error naming both files.
 
@@ -639,3 +639,89 @@ def iter_dbn_minute_bars(
         i = row[k]
         t, o, h, lo, c, v = cols[r]
         yield r, pd.Timestamp(t[i]), float(o[i]), float(h[i]), float(lo[i]), float(c[i]), float(v[i])
+
+
+# --- a live stream, one record at a time ---------------------------------------------------
+
+
+def continuous_symbol(root: str) -> str:
+    """The live subscription's symbol for a root: Databento's continuous front contract by
+    volume (``ES.v.0``). Its contract is ranked by the previous session's volume, so the
+    choice is known before the session opens: causal, unlike the import's whole-session rule."""
+    return f"{root}.v.0"
+
+
+class LiveBarDecoder:
+    """Minute bars from a live Databento stream (the ``databento.Live`` client, or any
+    iterable of DBN records), one record at a time, by the file reader's rules: OHLCV-1m
+    records only, fixed-point prices scaled by 1e-9, ``ts_event`` (bar start, UTC) converted
+    to naive exchange-local time with the instrument's calendar.
+
+    Instrument ids map to roots through the stream's symbol mapping records
+    (``stype_in_symbol`` ``ES.v.0`` -> root ``ES``; ``stype_out_symbol`` the contract). The
+    latest mapping of a root is its current contract; when the gateway remaps the continuous
+    symbol (a roll), bars of the old contract are passed over as problems, never mixed in.
+    ``decode(record)`` returns ``(root, timestamp, open, high, low, close, volume)``, a problem
+    text, or None for records that carry no bar (metadata, mappings, heartbeats). A gateway
+    error record is a :class:`DatabentoError`."""
+
+    def __init__(self, cfg: RooneyConfig, symbols: Iterable[str], source: str = "the Databento live stream"):
+        self.cfg = cfg
+        self.wanted = set(symbols)
+        self.source = source
+        self.names: dict[int, tuple[str, str]] = {}  # instrument id -> (root, contract)
+        self.current: dict[str, int] = {}  # root -> the instrument id its subscription points at now
+        self.rolls: list[tuple[str, str, str]] = []  # (root, from contract, to contract)
+
+    def decode(self, rec: Any) -> tuple[str, np.datetime64, float, float, float, float, float] | str | None:
+        import databento_dbn as dbn
+
+        if isinstance(rec, dbn.OHLCVMsg):
+            return self._bar(rec)
+        if isinstance(rec, dbn.SymbolMappingMsg):
+            return self._mapping(rec)
+        if isinstance(rec, dbn.ErrorMsg):
+            raise DatabentoError(f"{self.source}: the gateway reports an error: {rec.err}")
+        if isinstance(rec, (dbn.Metadata, dbn.SystemMsg)) or type(rec).__name__.startswith("InstrumentDefMsg"):
+            return None
+        return f"{self.source}: unsupported record type {type(rec).__name__}: only OHLCV-1m bars are read"
+
+    def _mapping(self, rec: Any) -> str | None:
+        asked, contract = str(rec.stype_in_symbol), str(rec.stype_out_symbol)
+        root = root_of(asked) or root_of(contract)
+        if root is None or root not in self.cfg.instruments.instruments:
+            return (f"{self.source}: symbol mapping {asked!r} -> {contract!r} (instrument {rec.instrument_id}) names "
+                    "no instrument of instruments.yml; its bars are skipped")
+        iid = int(rec.instrument_id)
+        before = self.current.get(root)
+        if before is not None and before != iid:
+            old = self.names[before][1]
+            self.rolls.append((root, old, contract))
+            log.info("%s: %s moves from %s to %s", root, asked, old, contract)
+        self.names[iid] = (root, contract)
+        self.current[root] = iid
+        return None
+
+    def _bar(self, rec: Any) -> tuple[str, np.datetime64, float, float, float, float, float] | str | None:
+        import databento_dbn as dbn
+
+        iid, ts = int(rec.instrument_id), int(rec.ts_event)
+        when = f"instrument {iid} at {pd.Timestamp(ts, tz='UTC')}"
+        if rec.rtype != dbn.RType.OHLCV_1M:
+            return f"{self.source}: {when}: an OHLCV record of another interval than 1 minute ({rec.rtype})"
+        if iid not in self.names:
+            return f"{self.source}: {when}: a bar of an instrument id no symbol mapping named; skipped"
+        root, contract = self.names[iid]
+        if root not in self.wanted:
+            return None
+        if self.current[root] != iid:
+            now = self.names[self.current[root]][1]
+            return f"{self.source}: {root} {when}: a bar of {contract} after the subscription moved to {now}; skipped"
+        if ts % _NS_PER_MIN:
+            return f"{self.source}: {root} {when}: the bar does not start on a whole minute"
+        fixed = (rec.open, rec.high, rec.low, rec.close)
+        if UNDEF_PRICE in fixed:
+            return f"{self.source}: {root} {when}: an undefined price"
+        local = self.cfg.instrument(root).calendar.to_exchange_time(pd.DatetimeIndex([pd.Timestamp(ts, tz="UTC")]))
+        o, h, lo, c = (p / FIXED_PRICE_SCALE for p in fixed)
+        return root, np.datetime64(local[0].to_datetime64(), "s"), o, h, lo, c, float(rec.volume)

@@ -31,6 +31,8 @@ def _feed(cfg, kind: str, where: str, speed: float | None, symbols: list[str], s
         return feeds.tail_feed(cfg, where, symbols)
     if kind == "stdin":
         return feeds.stdin_feed(sys.stdin, symbols)
+    if kind == "databento":
+        return feeds.databento_live_feed(cfg, symbols, dataset=where, since=since)
     return feeds.dbn_feed(cfg, [where], symbols)
 
 
@@ -42,7 +44,8 @@ def _now_exchange(cfg, symbol: str) -> np.datetime64:
 @click.group("live", invoke_without_command=True)
 @click.option("--symbols", default=None, help="Comma-separated instruments to trade, e.g. ES,NQ.")
 @click.option("--feed", "feed_spec", default=None,
-              help="replay:DIR[:SPEED] | tail:DIR | stdin | dbn:PATH (Databento OHLCV-1m file).")
+              help="replay:DIR[:SPEED] | tail:DIR | stdin | dbn:PATH (Databento OHLCV-1m file) | "
+                   "databento[:DATASET] (Databento live, key from DATABENTO_API_KEY).")
 @click.option("--paper", is_flag=True, help="Paper trading: orders are simulated and logged, none is sent.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="State, trades.csv and the prediction log (default dagster_home/storage/live).")

@@ -8,7 +8,10 @@
 * ``stdin_feed``: JSON lines, one minute bar each
   (``{"symbol": "ES", "datetime": "2024-01-02 10:00:00", "open": .., "high": .., "low": ..,
   "close": .., "volume": ..}``);
-* ``dbn_feed``: Databento OHLCV-1m files (``rooney_core.data.databento``).
+* ``dbn_feed``: Databento OHLCV-1m files (``rooney_core.data.databento``);
+* ``databento_live_feed``: Databento's live gateway (the vendor's ``databento.Live``
+  client), each instrument's continuous front contract by volume, decoded by the same
+  rules as the files.
 
 A line or record that cannot be read is yielded as a ``FeedProblem`` naming the instrument
 and where, never as a bar: the engine logs it and goes on with the other instruments.
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 import numpy as np
+import pandas as pd
 
 from rooney_core.config import RooneyConfig
 from rooney_core.data import csv_path
@@ -188,11 +192,106 @@ def dbn_feed(cfg: RooneyConfig, paths: list[str], symbols: list[str]) -> Iterato
             yield MinuteBar(sym, np.datetime64(ts, "s"), float(o), float(h), float(lo), float(c), float(v))
 
 
+DATABENTO_LIVE_DATASET = "GLBX.MDP3"  # CME Globex
+
+
+def databento_live_feed(cfg: RooneyConfig, symbols: list[str], dataset: str = DATABENTO_LIVE_DATASET,
+                        since: Any = None, connect: Callable[[], Any] | None = None, retries: int = 8,
+                        sleep: Callable[[float], None] = time.sleep) -> Iterator[FeedItem]:
+    """Minute bars from Databento's live gateway, until the gateway ends the session.
+
+    Subscribes to OHLCV-1m of ``<ROOT>.v.0`` (the continuous front contract by volume, ranked
+    on the previous session's volume, so chosen without hindsight) for every symbol, with the
+    vendor's ``databento.Live`` client: the API key from ``DATABENTO_API_KEY``, the gateway
+    from ``DATABENTO_GATEWAY`` (``host[:port]``) when set, else Databento's own.
+
+    * ``since`` (exchange-local, the engine's resume point) asks the gateway to replay from
+      there when it is inside its 24-hour intraday window, so a restart misses no bar.
+    * A dropped connection is reconnected with back-off (1, 2, 4 .. 60 s, ``retries`` times
+      in a row), resubscribing from the minute of the last bar received (other instruments' bars of that
+      minute may not have come yet); bars delivered already are dropped, so within the
+      gateway's window no bar is lost and none is delivered twice. The vendor client's own
+      reconnect resubscribes from "now" and would lose the gap, so it is not used.
+    * A gateway error record or a refused key is an error, never retried.
+    * Records are decoded by :class:`rooney_core.data.databento.LiveBarDecoder`; a roll or an
+      unreadable record is a FeedProblem. The key never appears in a log or an error."""
+    from rooney_core.data.databento import DatabentoError, LiveBarDecoder, continuous_symbol
+    from rooney_core.redact import redact_text
+
+    key = os.environ.get("DATABENTO_API_KEY", "")
+    if connect is None:
+        if not key.strip():
+            raise RooneyError("--feed databento: set DATABENTO_API_KEY to your Databento API key")
+        import databento
+
+        kw: dict[str, Any] = {}
+        gateway = os.environ.get("DATABENTO_GATEWAY", "").strip()
+        if gateway:
+            host, _, port = gateway.rpartition(":") if ":" in gateway else (gateway, "", "13000")
+            kw = {"gateway": host, "port": int(port)}
+
+        def connect() -> Any:
+            return databento.Live(key=key, **kw)
+
+    start: pd.Timestamp | None = None
+    if since is not None and symbols:
+        utc = cfg.instrument(symbols[0]).calendar.from_exchange_time(pd.DatetimeIndex([pd.Timestamp(since)]))[0]
+        if pd.Timestamp.now(tz="UTC") - utc < pd.Timedelta(hours=23):
+            start = utc
+    decoder = LiveBarDecoder(cfg, symbols, source=f"databento {dataset}")
+    last: dict[str, np.datetime64] = {}  # root -> last bar delivered (a replay after a reconnect overlaps)
+    last_utc: int | None = None
+    failures = 0
+    while True:
+        client = connect()
+        try:
+            try:
+                client.subscribe(dataset=dataset, schema="ohlcv-1m", stype_in="continuous",
+                                 symbols=[continuous_symbol(s) for s in symbols], start=start)
+            except Exception as exc:  # the client's BentoError (a refused key), OSError, ValueError
+                raise RooneyError(f"--feed databento: cannot subscribe to {dataset}: "
+                                  f"{redact_text(str(exc), [key])}") from None
+            for rec in client:
+                out = decoder.decode(rec)
+                if isinstance(out, str):
+                    yield FeedProblem(None, f"databento {dataset}", out)
+                elif out is not None:
+                    if out[0] in last and out[1] <= last[out[0]]:
+                        continue  # replayed after a reconnect: delivered already
+                    last[out[0]] = out[1]
+                    last_utc = int(rec.ts_event)
+                    failures = 0
+                    yield MinuteBar(*out)
+            return  # the gateway ended the session
+        except (RooneyError, DatabentoError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the connection dropped: BentoError, OSError
+            failures += 1
+            why = redact_text(str(exc), [key])
+            if failures > retries:
+                raise RooneyError(f"--feed databento: the connection to {dataset} failed {failures} times in a "
+                                  f"row; last: {why}") from None
+            wait = min(60.0, 2.0 ** (failures - 1))
+            if last_utc is not None:
+                start = pd.Timestamp(last_utc, tz="UTC")  # that minute again: other roots' bars of it may be due
+            yield FeedProblem(None, f"databento {dataset}", f"connection lost ({why}); reconnecting in {wait:g} s "
+                              f"from {start if start is not None else 'now'}")
+            sleep(wait)
+        finally:
+            try:
+                client.terminate()
+            except Exception:  # noqa: BLE001 - never connected, or closed already
+                pass
+
+
 def parse_feed_spec(spec: str) -> tuple[str, str, float | None]:
-    """``replay:DIR[:SPEED]``, ``tail:DIR``, ``stdin`` or ``dbn:PATH`` -> (kind, where, speed)."""
+    """``replay:DIR[:SPEED]``, ``tail:DIR``, ``stdin``, ``dbn:PATH`` or
+    ``databento[:DATASET]`` -> (kind, where, speed)."""
     kind, _, rest = spec.partition(":")
     if kind == "stdin" and not rest:
         return kind, "", None
+    if kind == "databento":
+        return kind, rest or DATABENTO_LIVE_DATASET, None
     if kind in ("tail", "dbn") and rest:
         return kind, rest, None
     if kind == "replay" and rest:
@@ -201,4 +300,5 @@ def parse_feed_spec(spec: str) -> tuple[str, str, float | None]:
             return (kind, where, float(speed)) if sep and float(speed) > 0 else (kind, rest, None)
         except ValueError:
             return kind, rest, None  # a directory name with a colon in it
-    raise RooneyError(f"--feed {spec!r}: expected replay:DIR[:SPEED], tail:DIR, stdin or dbn:PATH")
+    raise RooneyError(f"--feed {spec!r}: expected replay:DIR[:SPEED], tail:DIR, stdin, dbn:PATH "
+                      "or databento[:DATASET]")

@@ -503,3 +503,216 @@ def test_cli_output_of_synthetic_contracts_passes_the_data_gate(tmp_path):
     assert "contracts ESH4, ESM4 over 3 session(s) (3 with other contracts passed over)" in res.output
     gate = CliRunner().invoke(cli, ["check-data", str(out)], obj={})
     assert gate.exit_code == 0, gate.output
+
+
+# --- the live client, through a gateway on 127.0.0.1 ------------------------------------------
+#
+# Databento's live gateway cannot be reached from here. These tests run the vendor's own
+# client (``databento.Live``) against a local gateway that speaks its control protocol (greeting,
+# CRAM challenge, authentication, subscription, session start) and then streams DBN records:
+# the real files' bars, after the symbol mapping records a live session starts with.
+
+import socketserver  # noqa: E402
+import threading  # noqa: E402
+
+from rooney_core.data.databento import LiveBarDecoder  # noqa: E402
+from rooney_core.errors import RooneyError  # noqa: E402
+from rooney_core.live.feeds import FeedProblem, MinuteBar, databento_live_feed, parse_feed_spec  # noqa: E402
+
+API_KEY = "db-TESTKEYabcdefghijklmnopqrsXYZ12"
+
+
+class _Gateway(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, meta: bytes, records: list, drop_after: int | None):
+        self.meta, self.records, self.drop_after = meta, records, drop_after
+        self.lines: list[str] = []
+        self.sessions = 0
+        super().__init__(("127.0.0.1", 0), _GatewaySession)
+
+
+class _GatewaySession(socketserver.StreamRequestHandler):
+    """One live session: the control protocol, then the records (from the subscription's
+    ``start`` when it asks for a replay). The first session is cut (a TCP reset) after
+    ``drop_after`` records when that is set."""
+
+    def handle(self) -> None:
+        import socket
+        import struct
+
+        from databento.common.cram import get_challenge_response
+
+        srv: _Gateway = self.server  # type: ignore[assignment]
+        srv.sessions += 1
+        self.wfile.write(b"lsg_version=0.0.0-rooney-test\ncram=t3stChall3nge\n")
+        auth = self.rfile.readline().decode()
+        srv.lines.append(auth)
+        fields = dict(t.partition("=")[::2] for t in auth.strip().split("|"))
+        if fields.get("auth") != get_challenge_response("t3stChall3nge", API_KEY):
+            self.wfile.write(b"success=0|error=Authentication failed.\n")
+            return
+        self.wfile.write(b"success=1|session_id=42\n")
+        start = None
+        while True:
+            line = self.rfile.readline().decode()
+            srv.lines.append(line)
+            if not line or line.startswith("start_session"):
+                break
+            sub = dict(t.partition("=")[::2] for t in line.strip().split("|"))
+            if sub.get("start"):
+                start = int(sub["start"])
+        records = [r for r in srv.records
+                   if start is None or not isinstance(r, dbn.OHLCVMsg) or r.ts_event >= start]
+        if srv.drop_after is not None and srv.sessions == 1:
+            self.wfile.write(srv.meta + b"".join(bytes(r) for r in records[:srv.drop_after]))
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # a reset, not a clean end
+            return
+        self.wfile.write(srv.meta + b"".join(bytes(r) for r in records))
+
+
+@pytest.fixture
+def gateway(monkeypatch):
+    servers: list[_Gateway] = []
+
+    def start(records: list, symbols: list[str], drop_after: int | None = None) -> _Gateway:
+        meta = dbn.Metadata(dataset="GLBX.MDP3", start=_ns("2024-07-01"), stype_in=dbn.SType.CONTINUOUS,
+                            stype_out=dbn.SType.INSTRUMENT_ID, schema=dbn.Schema.OHLCV_1M, symbols=symbols,
+                            partial=[], not_found=[], mappings=[])
+        srv = _Gateway(meta.encode(), records, drop_after)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        monkeypatch.setenv("DATABENTO_API_KEY", API_KEY)
+        monkeypatch.setenv("DATABENTO_GATEWAY", f"127.0.0.1:{srv.server_address[1]}")
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _mapping(iid: int, asked: str, contract: str, utc: str = "2024-07-01 23:00") -> dbn.SymbolMappingMsg:
+    return dbn.SymbolMappingMsg(1, iid, _ns(utc), dbn.SType.CONTINUOUS, asked, dbn.SType.RAW_SYMBOL, contract,
+                                _ns(utc), _ns("2024-07-03"))
+
+
+def _heartbeat(utc: str) -> dbn.SystemMsg:
+    return dbn.SystemMsg(_ns(utc), "Heartbeat")
+
+
+def _as_tuples(items) -> list[tuple]:
+    return [(b.symbol, pd.Timestamp(b.timestamp), b.open, b.high, b.low, b.close, b.volume) for b in items]
+
+
+@real
+def test_live_client_streams_the_real_files_bars_exactly_as_the_file_reader(cfg, gateway):
+    """The vendor's client, a real TCP session: ES.v.0 -> ESU4 and NQ.v.0 -> NQU4, the real
+    file's 60 bars with heartbeats among them; every bar equals the file reader's."""
+    body = [r for r in _vendor_records(OHLCV_2024)[1:]]
+    records = [_mapping(118, "ES.v.0", "ESU4"), _mapping(4358, "NQ.v.0", "NQU4"), _heartbeat("2024-07-01 23:39")]
+    for i, r in enumerate(body):
+        records.append(r)
+        if i % 20 == 19:
+            records.append(_heartbeat(str(pd.Timestamp(r.ts_event, tz="UTC").tz_localize(None))))
+    srv = gateway(records, ["ES.v.0", "NQ.v.0"])
+    got = list(databento_live_feed(cfg, ["ES", "NQ"]))
+    assert not [x for x in got if isinstance(x, FeedProblem)]
+    expected = [(s, t, o, h, lo, c, v) for s, t, o, h, lo, c, v in iter_dbn_minute_bars([OHLCV_2024], cfg)]
+    assert len(expected) == 60
+    assert sorted(_as_tuples(got)) == sorted(expected)
+    assert _as_tuples(got[:2]) == [("ES", pd.Timestamp("2024-07-01 18:40"), *expected[0][2:]),
+                                   ("NQ", pd.Timestamp("2024-07-01 18:40"), *expected[1][2:])]
+    # what the client asked for: OHLCV-1m of the continuous front by volume, on GLBX.MDP3
+    sent = "".join(srv.lines)
+    assert "dataset=GLBX.MDP3" in sent
+    sub = next(line for line in srv.lines if line.startswith("schema="))
+    assert "schema=ohlcv-1m" in sub and "stype_in=continuous" in sub and "symbols=ES.v.0,NQ.v.0" in sub
+    assert API_KEY not in sent  # CRAM: a hash and the key's last five characters (its bucket id)
+    assert srv.sessions == 1
+
+
+@real
+def test_a_dropped_connection_resubscribes_from_the_last_bar_losing_and_repeating_nothing(cfg, gateway):
+    """The gateway resets the connection after 25 bars (ES's 23:52 bar came, NQ's did not); the
+    feed reconnects, asks for a replay from that minute, and delivers the 60 bars exactly once."""
+    body = _vendor_records(OHLCV_2024)[1:]
+    records = [_mapping(118, "ES.v.0", "ESU4"), _mapping(4358, "NQ.v.0", "NQU4"), *body]
+    srv = gateway(records, ["ES.v.0", "NQ.v.0"], drop_after=27)
+    waits: list[float] = []
+    got = list(databento_live_feed(cfg, ["ES", "NQ"], sleep=waits.append))
+    bars = [x for x in got if isinstance(x, MinuteBar)]
+    problems = [x for x in got if isinstance(x, FeedProblem)]
+    expected = list(iter_dbn_minute_bars([OHLCV_2024], cfg))
+    assert sorted(_as_tuples(bars)) == sorted(expected)  # 60 bars, none twice
+    assert srv.sessions == 2 and waits == [1.0]
+    assert len(problems) == 1 and "connection lost" in problems[0].reason
+    replay = [line for line in srv.lines if line.startswith("schema=")][1]
+    assert f"start={_ns('2024-07-01 23:52')}" in replay  # the 25th bar's minute (ES, 23:52 UTC)
+
+
+@real
+def test_live_feed_keeps_only_the_asked_symbols_and_a_roll_never_mixes_contracts(cfg, gateway):
+    """NQ is not asked for; ES rolls from ESU4 to ESZ4 mid-stream: a later ESU4 bar is a
+    problem, never a bar of ES."""
+    body = _vendor_records(OHLCV_2024)[1:]
+    es = [r for r in body if r.instrument_id == 118]
+    roll_at = es[10].ts_event
+    late_old = dbn.OHLCVMsg(dbn.RType.OHLCV_1M, 1, 118, es[12].ts_event, es[12].open, es[12].high, es[12].low,
+                            es[12].close, 5)
+    new = [dbn.OHLCVMsg(dbn.RType.OHLCV_1M, 1, 999, r.ts_event, r.open + 25_000_000_000, r.high + 25_000_000_000,
+                        r.low + 25_000_000_000, r.close + 25_000_000_000, r.volume) for r in es[10:]]
+    records = [_mapping(118, "ES.v.0", "ESU4"), _mapping(4358, "NQ.v.0", "NQU4"),
+               *[r for r in body if r.ts_event < roll_at],
+               _mapping(999, "ES.v.0", "ESZ4", str(pd.Timestamp(roll_at, tz="UTC").tz_localize(None))),
+               *new[:2], late_old, *new[2:]]
+    gateway(records, ["ES.v.0"])
+    got = list(databento_live_feed(cfg, ["ES"]))
+    bars = [x for x in got if isinstance(x, MinuteBar)]
+    problems = [x for x in got if isinstance(x, FeedProblem)]
+    assert {b.symbol for b in bars} == {"ES"} and len(bars) == 30
+    assert [b.close for b in bars[10:]] == [(r.close + 25_000_000_000) / 1e9 for r in es[10:]]
+    assert len(problems) == 1 and "ESU4 after the subscription moved to ESZ4" in problems[0].reason
+
+
+def test_live_gateway_error_and_bad_key_are_clear_errors_without_the_key(cfg, gateway, monkeypatch):
+    srv = gateway([_mapping(118, "ES.v.0", "ESU4"), dbn.ErrorMsg(_ns("2024-07-01 23:40"), "Subscription limit")],
+                  ["ES.v.0"])
+    with pytest.raises(RooneyError, match="gateway reports an error: Subscription limit"):
+        list(databento_live_feed(cfg, ["ES"]))
+    monkeypatch.setenv("DATABENTO_API_KEY", API_KEY[:-1] + "Q")  # the gateway refuses its CRAM response
+    with pytest.raises(RooneyError) as err:
+        list(databento_live_feed(cfg, ["ES"]))
+    assert "cannot subscribe" in str(err.value) and API_KEY[:-1] not in str(err.value)
+    monkeypatch.delenv("DATABENTO_API_KEY")
+    with pytest.raises(RooneyError, match="DATABENTO_API_KEY"):
+        list(databento_live_feed(cfg, ["ES"]))
+    assert srv.lines
+
+
+def test_live_decoder_rules_on_single_records(cfg):
+    """The decoder alone: unmapped ids, off-minute bars, undefined prices, other intervals and
+    unknown roots are problems naming the instrument; times convert on both sides of DST."""
+    d = LiveBarDecoder(cfg, ["ES"])
+    assert d.decode(_bar(7, "2024-07-01 23:40", 5500, 5501, 5499, 5500.25, 3)).endswith(
+        "a bar of an instrument id no symbol mapping named; skipped")
+    assert d.decode(_mapping(7, "ES.v.0", "ESU4")) is None
+    assert d.decode(_bar(7, "2024-07-01 23:40", 5500, 5501, 5499, 5500.25, 3)) == (
+        "ES", np.datetime64("2024-07-01T18:40:00"), 5500.0, 5501.0, 5499.0, 5500.25, 3.0)
+    assert d.decode(_bar(7, "2024-12-02 15:00", 6000, 6001, 5999, 6000.5, 1))[1] == np.datetime64("2024-12-02T09:00")
+    off = dbn.OHLCVMsg(dbn.RType.OHLCV_1M, 1, 7, _ns("2024-07-01 23:40:30"), 1, 1, 1, 1, 1)
+    assert "whole minute" in d.decode(off)
+    undef = dbn.OHLCVMsg(dbn.RType.OHLCV_1M, 1, 7, _ns("2024-07-01 23:41"), 2**63 - 1, 1, 1, 1, 1)
+    assert "undefined price" in d.decode(undef)
+    hourly = dbn.OHLCVMsg(dbn.RType.OHLCV_1H, 1, 7, _ns("2024-07-01 23:00"), 1, 1, 1, 1, 1)
+    assert "another interval" in d.decode(hourly)
+    assert "names no instrument" in d.decode(_mapping(8, "ZZ.v.0", "ZZU4"))
+    assert d.decode(_heartbeat("2024-07-01 23:42")) is None
+
+
+def test_feed_spec_databento():
+    assert parse_feed_spec("databento") == ("databento", "GLBX.MDP3", None)
+    assert parse_feed_spec("databento:XNAS.ITCH") == ("databento", "XNAS.ITCH", None)
