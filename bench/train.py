@@ -42,7 +42,7 @@ def main() -> None:
     base = load_training_config(cfg.config_dir, a.symbol).model_copy(update={"trials": a.trials})
     names = training_features(base, REGISTRY.names())
     rows = usable_rows(cands, names)
-    train, _, _ = split_holdout(rows, base.holdout_years)
+    train, _, _ = split_holdout(rows, base.holdout_years, base.embargo_days, inst.calendar)
     folds = walk_forward_folds(train, base.folds, base.embargo_days)
     data = TradeSet.from_frame(train, names, inst.calendar)
     print(f"input: {len(cands):,} candidates ({len(train):,} before the holdout) x {len(names)} features; "

@@ -352,6 +352,7 @@ def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | N
     from rooney_core.training.candidates import extract_candidates
     from rooney_core.training.config import load_training_config
     from rooney_core.training.store_version import train_and_store
+    from rooney_core.training.train import Market
 
     cfg = _cfg(ctx)
     tcfg = load_training_config(cfg.config_dir, symbol, profile)  # validated before any work
@@ -361,7 +362,8 @@ def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | N
     cands = extract_candidates(hourly, feats, cfg.instrument(symbol), cfg.strategy)
     _say(f"{symbol}: {len(cands)} candidate trades")
     store = _store(cfg)
-    stored = train_and_store(cands, symbol, tcfg, cfg.instrument(symbol).calendar, store, progress=_say)
+    market = Market(hourly, feats, cfg.instrument(symbol), cfg.strategy)
+    stored = train_and_store(cands, symbol, tcfg, market, store, progress=_say)
     name, failed = stored.name, stored.failed_gates
     _say(f"{name}: report {store.version_dir(name) / 'report.html'}; gates "
          + ("passed" if not failed else f"FAILED: {', '.join(failed)}"))

@@ -133,6 +133,11 @@ class TrainingConfig(Strict):
     min_trades_per_fold: int = Field(ge=1)
     min_trades_penalty: float = -1.0
     threshold_grid: list[float]
+    # the latest fraction of each training set (in time) on which the threshold is chosen,
+    # purged and embargoed from the rows the forest is fitted on
+    threshold_slice: float = Field(default=0.25, gt=0, lt=1)
+    min_trades_per_slice: int = Field(default=15, ge=1)
+    sample_weight: Literal["none", "abs_pnl"] = "none"
     objective: Literal["sharpe_selected"] = "sharpe_selected"
     trials: int = Field(ge=1)
     seed: int = Field(ge=0, le=2**32 - 1)  # numpy / sklearn random_state range

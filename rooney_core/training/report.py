@@ -79,10 +79,10 @@ def plot_calibration(result: TrainingResult) -> bytes:
 
 def plot_holdout_equity(result: TrainingResult) -> bytes:
     fig, ax = plt.subplots(figsize=(11, 4))
-    ax.plot(result.curves.index, result.curves["selected"], label="selected by the model", color="tab:blue")
-    ax.plot(result.curves.index, result.curves["all"], label="all candidates", color="grey")
+    ax.plot(result.curves.index, result.curves["selected"], label="veto-on backtest (this model)", color="tab:blue")
+    ax.plot(result.curves.index, result.curves["all"], label="veto-off backtest (unfiltered)", color="grey")
     ax.axhline(0, color="black", lw=0.5)
-    ax.set_title(f"{result.symbol} holdout: cumulative net P&L $")
+    ax.set_title(f"{result.symbol} holdout backtests: cumulative net P&L $ (marked to market)")
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -98,17 +98,23 @@ def build_report(result: TrainingResult, version: str) -> tuple[dict[str, bytes]
         "calibration": plot_calibration(result),
     }
     m = result.metrics
-    perf = pd.DataFrame({"selected": m["selected"], "all candidates": m["all"]})
-    scores = pd.Series({k: m[k] for k in ("threshold", "auc", "brier", "precision", "base_rate", "selection_rate",
-                                          "deflated_sharpe", "sharpe_noise_benchmark", "edge_significant",
-                                          "cv_objective", "trials_completed", "trials_pruned", "train_trades",
-                                          "holdout_start")}, name="value").to_frame()
+    perf = pd.DataFrame({"veto-on backtest": m["selected"], "veto-off backtest": m["all"]})
+    scores = pd.Series({k: m[k] for k in ("holdout_start", "threshold", "psr_vs_zero", "psr_vs_unfiltered",
+                                          "cv_sharpe", "deflated_sharpe", "sharpe_noise_benchmark", "trials_total",
+                                          "edge_significant", "auc", "brier", "precision", "base_rate",
+                                          "selection_rate", "holdout_signals", "veto_rate", "cv_objective",
+                                          "trials_completed", "trials_pruned", "train_trades", "embargo_days",
+                                          "threshold_slice_sharpe", "sample_weight")}, name="value").to_frame()
     tables = {"holdout_performance": perf, "scores": scores, "feature_importance": importance,
               "best_params": pd.Series(result.best_params, name="value").astype(str).to_frame()}
-    verdict = ("the selected trades beat chance after deflating for the number of trials"
+    verdict = ("the cross-validated Sharpe beats the best of as many tries of noise"
                if m["edge_significant"] else "NO significant edge after deflating for the number of trials")
     parts = [f"<h1>{html.escape(version)}: {html.escape(result.symbol)} veto model</h1>",
-             f"<p><b>Verdict:</b> {verdict} (deflated Sharpe {m['deflated_sharpe']:.3f}).</p>"]
+             f"<p><b>Verdict:</b> {verdict} (deflated CV Sharpe {m['deflated_sharpe']:.3f} over "
+             f"{m['trials_total']} trials). Holdout from {html.escape(str(m['holdout_start']))}: the veto-on "
+             f"backtest through the production strategy has Sharpe {m['selected']['sharpe']:.2f} on "
+             f"{m['selected']['trades']} trades (veto off: {m['all']['sharpe']:.2f}); PSR against 0 "
+             f"{m['psr_vs_zero']:.3f}, against the unfiltered strategy {m['psr_vs_unfiltered']:.3f}.</p>"]
     for name, t in tables.items():
         parts.append(f"<h2>{name.replace('_', ' ')}</h2>" + t.to_html(float_format=lambda v: f"{v:.4g}"))
     for name, png in plots.items():

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from rooney_core.model import ModelStore, VetoBundle
-from rooney_core.sessions import SessionCalendar
 from rooney_core.training.config import TrainingConfig
 from rooney_core.training.report import build_report
-from rooney_core.training.train import TrainingResult, make_bundle, model_gates, train_veto_model
+from rooney_core.training.train import Market, TrainingResult, make_bundle, model_gates, train_veto_model
 
 
 @dataclass
@@ -30,14 +29,14 @@ class StoredVersion:
         return [g for g, v in self.gates.items() if not v["passed"]]
 
 
-def train_and_store(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, calendar: SessionCalendar,
+def train_and_store(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, market: Market,
                     store: ModelStore, progress: Callable[[str], None] | None = None,
                     more_gates: Callable[[VetoBundle], dict[str, dict]] | None = None) -> StoredVersion:
     """Tune, train and evaluate; add the bundle with report.html, the plots and the scored
     holdout to the store; return the new version's name and everything shown about it.
     ``more_gates(candidate bundle)`` adds gates that need the bundle itself (the live-path
     parity replay); every gate is stored with the version, which is immutable."""
-    result = train_veto_model(cands, symbol, tcfg, calendar, store.root / "studies" / f"{symbol}.journal",
+    result = train_veto_model(cands, symbol, tcfg, market, store.root / "studies" / f"{symbol}.journal",
                               progress=progress)
     gates = model_gates(result, tcfg.min_trades_per_fold)
     bundle = make_bundle(result, gates)

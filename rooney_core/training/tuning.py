@@ -1,11 +1,17 @@
 """Walk-forward Optuna tuning of the Random Forest veto model.
 
 Objective (STRATEGY.md): the annualised Sharpe of the daily net P&L of the trades the model
-*selects*, averaged over the folds. Inside each fold the threshold is chosen on the
-training rows only, from the forest's out-of-bag probabilities (each tree votes only on the
-rows it did not see), so the test fold's labels never touch the threshold. A fold whose
-selection holds fewer than ``min_trades_per_fold`` trades scores the penalty. After each
-fold the running mean is reported, so the pruner can stop hopeless trials early.
+*selects*, averaged over the folds. Inside each fold the forest is fitted on the earlier
+training rows and the threshold chosen on a purged, time-ordered validation slice of the
+latest ones (``splits.threshold_split``), so the test fold's labels never touch the
+threshold. A fold whose selection holds fewer than ``min_trades_per_fold`` trades scores the
+penalty. After each fold the running mean is reported, so the pruner can stop hopeless
+trials early.
+
+Each finished trial also records ``cv_sharpe``: the annualised Sharpe of its test folds'
+daily P&L put end to end (the statistic the deflated Sharpe ratio deflates), and
+``penalised``: whether any fold scored the penalty (such trials are left out of the
+variance of that statistic).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from rooney_core.backtest.metrics import sharpe
 from rooney_core.training.config import SearchSpace, TrainingConfig
-from rooney_core.training.splits import Fold
+from rooney_core.training.splits import Fold, threshold_split
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -44,31 +50,44 @@ def make_forest(params: dict, seed: int, n_jobs: int = 1) -> RandomForestClassif
     return RandomForestClassifier(bootstrap=True, oob_score=True, random_state=seed, n_jobs=n_jobs, **params)
 
 
-def fit_forest(params: dict, seed: int, n_jobs: int, x: np.ndarray, y: np.ndarray) -> RandomForestClassifier:
+def fit_forest(params: dict, seed: int, n_jobs: int, x: np.ndarray, y: np.ndarray,
+               sample_weight: np.ndarray | None = None) -> RandomForestClassifier:
     """Fit on ``n_jobs`` cores (the trees do not depend on it), then predict on one: threads
     add the trees' probabilities in a racy order, which changes the last bit (R3)."""
-    forest = make_forest(params, seed, n_jobs).fit(x, y)
+    forest = make_forest(params, seed, n_jobs).fit(x, y, sample_weight=sample_weight)
     forest.n_jobs = 1
     return forest
 
 
 @dataclass(frozen=True)
 class TradeSet:
-    """Rows of candidate trades as arrays: features, label, net P&L and exit trading day."""
+    """Rows of labelled signals as arrays: features, label, net P&L, exit trading day, and
+    the signal and exit times (for purging)."""
 
     x: np.ndarray
     win: np.ndarray
     pnl: np.ndarray
     exit_day: np.ndarray  # datetime64[D] of the exit fill's trading date
+    signal: np.ndarray  # datetime64[ns]
+    exit: np.ndarray  # datetime64[ns]
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, features: list[str], calendar) -> TradeSet:
         exits = df["exit_time"].to_numpy(dtype="datetime64[ns]")
         return cls(df[features].to_numpy(dtype=float), df["win"].to_numpy(dtype=bool),
-                   df["pnl_net"].to_numpy(dtype=float), calendar.trading_date(exits))
+                   df["pnl_net"].to_numpy(dtype=float), calendar.trading_date(exits),
+                   df["signal_time"].to_numpy(dtype="datetime64[ns]"), exits)
 
     def take(self, idx: np.ndarray) -> TradeSet:
-        return TradeSet(self.x[idx], self.win[idx], self.pnl[idx], self.exit_day[idx])
+        return TradeSet(self.x[idx], self.win[idx], self.pnl[idx], self.exit_day[idx], self.signal[idx],
+                        self.exit[idx])
+
+    def weights(self, kind: str) -> np.ndarray | None:
+        """Sample weights for fitting: None, or |P&L| (the objective is dollars, not win rate)."""
+        if kind == "abs_pnl":
+            w = np.abs(self.pnl)
+            return w / w.mean() if w.sum() > 0 else None
+        return None
 
 
 def selected_sharpe(pnl: np.ndarray, exit_day: np.ndarray, selected: np.ndarray, days: np.ndarray) -> float:
@@ -100,35 +119,66 @@ def choose_threshold(p: np.ndarray, rows: TradeSet, grid: list[float], min_trade
     return best
 
 
-def oob_probability(forest: RandomForestClassifier) -> np.ndarray:
-    oob = forest.oob_decision_function_[:, 1]
-    return np.nan_to_num(oob, nan=0.0)  # a row no tree left out of its sample: never selected
+def fit_with_threshold(params: dict, rows: TradeSet, tcfg: TrainingConfig
+                       ) -> tuple[RandomForestClassifier, float, float, int]:
+    """Fit on the earlier rows of a training set and choose the threshold on its purged
+    validation slice: (forest, threshold, the slice's Sharpe at it, slice rows)."""
+    fit, val = threshold_split(rows.signal, rows.exit, tcfg.threshold_slice, tcfg.embargo_days)
+    if len(fit) == 0 or len(val) == 0 or len(np.unique(rows.win[fit])) < 2:
+        fit, val = np.arange(len(rows.win)), np.empty(0, dtype=np.int64)  # too little to split
+    sub = rows.take(fit)
+    forest = fit_forest(params, tcfg.seed, tcfg.n_jobs, sub.x, sub.win, sub.weights(tcfg.sample_weight))
+    if len(val) == 0:
+        return forest, tcfg.threshold_grid[0], float("nan"), 0
+    vrows = rows.take(val)
+    thr, score = choose_threshold(forest.predict_proba(vrows.x)[:, 1], vrows, tcfg.threshold_grid,
+                                  tcfg.min_trades_per_slice)
+    return forest, thr, score, len(val)
 
 
-def fold_score(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig) -> tuple[float, float]:
-    """(test-fold Sharpe of the selected trades, the threshold chosen on the training rows)."""
+def fold_score(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig
+               ) -> tuple[float, float, pd.Series]:
+    """(test-fold Sharpe of the selected trades, the threshold chosen on the fold's validation
+    slice, the test fold's daily P&L of the selected trades)."""
     train, test = data.take(fold.train), data.take(fold.test)
-    forest = fit_forest(params, tcfg.seed, tcfg.n_jobs, train.x, train.win)
-    thr, _ = choose_threshold(oob_probability(forest), train, tcfg.threshold_grid, tcfg.min_trades_per_fold)
+    forest, thr, _, _ = fit_with_threshold(params, train, tcfg)
     sel = forest.predict_proba(test.x)[:, 1] >= thr
+    days = window_days(test.exit_day)
+    daily = pd.Series(test.pnl[sel]).groupby(test.exit_day[sel]).sum().reindex(
+        pd.DatetimeIndex(days.astype("datetime64[ns]")), fill_value=0.0)
     if sel.sum() < tcfg.min_trades_per_fold:
-        return tcfg.min_trades_penalty, thr
-    s = selected_sharpe(test.pnl, test.exit_day, sel, window_days(test.exit_day))
-    return (s if s == s else tcfg.min_trades_penalty), thr
+        return tcfg.min_trades_penalty, thr, daily
+    s = sharpe(daily.to_numpy())
+    return (s if s == s else tcfg.min_trades_penalty), thr, daily
+
+
+def cross_validated(params: dict, data: TradeSet, folds: list[Fold], tcfg: TrainingConfig
+                    ) -> tuple[list[float], pd.Series]:
+    """Every fold's score and the test folds' daily P&L end to end (folds do not overlap)."""
+    scores, series = [], []
+    for fold in folds:
+        score, _, daily = fold_score(params, data, fold, tcfg)
+        scores.append(score)
+        series.append(daily)
+    return scores, pd.concat(series) if series else pd.Series(dtype=float)
 
 
 def make_objective(data: TradeSet, folds: list[Fold], tcfg: TrainingConfig) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tcfg.search_space)
-        scores = []
+        scores, series = [], []
         for fold in folds:
-            score, thr = fold_score(params, data, fold, tcfg)
+            score, thr, daily = fold_score(params, data, fold, tcfg)
             scores.append(score)
+            series.append(daily)
             trial.set_user_attr(f"fold{fold.index}_threshold", thr)
             trial.report(float(np.mean(scores)), fold.index)
             if trial.should_prune():
                 raise optuna.TrialPruned()
+        cv = sharpe(pd.concat(series).to_numpy())
         trial.set_user_attr("fold_scores", scores)
+        trial.set_user_attr("cv_sharpe", float(cv) if cv == cv else None)
+        trial.set_user_attr("penalised", any(x == tcfg.min_trades_penalty for x in scores))
         return float(np.mean(scores))
 
     return objective
@@ -162,6 +212,24 @@ def create_study(tcfg: TrainingConfig, storage, study_name: str, pruning: bool =
 
 
 _COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def instrument_trials(storage, symbol: str, current: optuna.Study) -> tuple[int, list[float]]:
+    """(every finished trial run on ``symbol`` in this storage, earlier studies included, and
+    the ``cv_sharpe`` of the completed ones without a penalised fold). A study is the
+    instrument's when its name starts with ``<SYMBOL>-`` (run studies) or it is ``current``."""
+    n, values = 0, []
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    for name in sorted(names):
+        if not (name.startswith(f"{symbol}-") or name == current.study_name):
+            continue
+        study = current if name == current.study_name else optuna.load_study(study_name=name, storage=storage)
+        for t in study.get_trials(deepcopy=False, states=_COUNTED):
+            n += 1
+            cv = t.user_attrs.get("cv_sharpe")
+            if t.state == optuna.trial.TrialState.COMPLETE and cv is not None and not t.user_attrs.get("penalised"):
+                values.append(float(cv))
+    return n, values
 
 
 def run_trials(study: optuna.Study, objective, n_trials: int, progress: Callable[[str], None] | None = None,

@@ -9,6 +9,7 @@ import pandas as pd
 from rooney_core.live.parity import parity_check, parity_gate
 from rooney_core.training.config import load_training_config
 from rooney_core.training.store_version import train_and_store
+from rooney_core.training.train import Market
 from rooney_pipeline.metadata import png, table
 from rooney_pipeline.partitions import instrument_partitions
 from rooney_pipeline.resources import RooneyResource
@@ -36,7 +37,7 @@ class TrainConfig(dg.Config):
 @dg.asset(
     partitions_def=instrument_partitions,
     group_name="models",
-    deps=["candidate_trades"],
+    deps=["candidate_trades", "features", "hourly_bars"],
     kinds={"sklearn", "optuna"},
     description="Walk-forward, Optuna-tuned Random Forest veto model; each run stores a new immutable "
     "version <SYMBOL>_v<N> with its report in the model store.",
@@ -57,7 +58,9 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
         context.log.info(report.summary())
         return {"live_parity": parity_gate(report)}
 
-    stored = train_and_store(cands, symbol, tcfg, cfg.instrument(symbol).calendar, store,
+    market = Market(rooney.lake.read("hourly", symbol), rooney.lake.read("features", symbol),
+                    cfg.instrument(symbol), cfg.strategy)
+    stored = train_and_store(cands, symbol, tcfg, market, store,
                              progress=context.log.info, more_gates=live_parity)
     name, result, plots, tables, gates = stored.name, stored.result, stored.plots, stored.tables, stored.gates
     bundle = stored.bundle

@@ -289,3 +289,29 @@ def test_row_veto_fast_path_is_bit_identical_to_predict_proba():
         want = forest.predict_proba(rows)[:, 1]
         got = np.array([veto.probability(r) for r in rows])
         assert np.array_equal(got, want)
+
+
+def test_every_base_signal_is_labelled_on_its_own_including_those_inside_an_open_trade(sample_hourly):
+    """The label set is every bar where the entry rule fires; a signal the veto-off strategy
+    takes gets exactly the backtest's trade, and signals inside its open trades are there too,
+    each simulated alone (flat, same exit rules, fills and costs)."""
+    from rooney_core.backtest.runner import possible_entries
+
+    f = _full_features(sample_hourly)
+    c = extract_candidates(sample_hourly, f, ES, RULES)
+    signals = sample_hourly.index[possible_entries(f, sample_hourly, RULES)]
+    assert list(c["signal_time"]) == list(signals[:len(c)]) and len(signals) - len(c) == c.attrs["unresolved"] <= 2
+    base = run_backtest(sample_hourly, f, ES, RULES, veto_enabled=False).trades
+    taken = c[~c["overlaps"]].reset_index(drop=True)
+    cols = ["signal_time", "entry_time", "entry_price", "exit_time", "exit_price", "exit_reason", "bars_held",
+            "pnl_net"]
+    pd.testing.assert_frame_equal(taken[cols], base[cols].iloc[:len(taken)].reset_index(drop=True))
+    inside = c[c["overlaps"]]
+    assert len(inside) > 0.1 * len(c)  # the signals a veto-off training set never had
+    # each overlapping signal is a trade of its own: entered at the next bar's open + slippage
+    nxt = sample_hourly.index.get_indexer(pd.DatetimeIndex(inside["signal_time"])) + 1
+    assert (inside["entry_time"].to_numpy() == sample_hourly.index[nxt].to_numpy()).all()
+    np.testing.assert_allclose(inside["entry_price"], sample_hourly["open"].to_numpy()[nxt] + ES.slippage_points)
+    # and one started on a bar where the backtest was in a position is indeed inside one of its trades
+    t = inside["signal_time"].iloc[0]
+    assert ((base["signal_time"] < t) & (base["exit_time"] > t)).any()

@@ -16,30 +16,36 @@ from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.training.candidates import extract_candidates
 from rooney_core.training.config import load_training_config
 from rooney_core.training.splits import split_holdout, walk_forward_folds
-from rooney_core.training.train import train_veto_model
+from rooney_core.training.train import Market, train_veto_model
 from rooney_core.training.tuning import TradeSet, fold_score
 
 CFG = load_config()
 
 
-def candidates_for(tmp_path_factory, edge: float, seed: int) -> pd.DataFrame:
+def market_for(tmp_path_factory, edge: float, seed: int) -> tuple[pd.DataFrame, Market]:
     out = tmp_path_factory.mktemp(f"market_edge{edge}")
     write_sample_data(out, ["ES", "NQ"], "2017-01-01", "2024-12-31", seed=seed, edge=edge, cfg=CFG,
                       market=load_sample_market(CFG.config_dir), interval_minutes=5)
     own = load_session_bars(out, CFG.instrument("ES")).hourly
     pair = load_session_bars(out, CFG.instrument("NQ")).hourly
     feats = REGISTRY.compute(instrument_inputs(CFG, "ES", own, pair))
-    return extract_candidates(own, feats, CFG.instrument("ES"), CFG.strategy)
+    return (extract_candidates(own, feats, CFG.instrument("ES"), CFG.strategy),
+            Market(own, feats, CFG.instrument("ES"), CFG.strategy))
 
 
 @pytest.fixture(scope="module")
-def edge_candidates(tmp_path_factory) -> pd.DataFrame:
-    return candidates_for(tmp_path_factory, edge=1.0, seed=11)
+def edge_market(tmp_path_factory) -> tuple[pd.DataFrame, Market]:
+    return market_for(tmp_path_factory, edge=1.0, seed=11)
 
 
 @pytest.fixture(scope="module")
-def null_candidates(tmp_path_factory) -> pd.DataFrame:
-    return candidates_for(tmp_path_factory, edge=0.0, seed=11)
+def null_market(tmp_path_factory) -> tuple[pd.DataFrame, Market]:
+    return market_for(tmp_path_factory, edge=0.0, seed=11)
+
+
+@pytest.fixture(scope="module")
+def edge_candidates(edge_market) -> pd.DataFrame:
+    return edge_market[0]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,10 @@ def tcfg():
 
 
 def test_folds_are_purged_and_embargoed(edge_candidates, tcfg):
-    train, hold, hold_start = split_holdout(edge_candidates.dropna(), tcfg.holdout_years)
-    assert (train["exit_time"] < hold_start).all() and (hold["signal_time"] >= hold_start).all()
+    train, hold, hold_start = split_holdout(edge_candidates.dropna(), tcfg.holdout_years, 2, GLOBEX)
+    # the holdout starts at a session open (17:00 the evening before), after an embargo
+    assert hold_start.hour == 17 and hold_start.minute == 0
+    assert (train["exit_time"] < hold_start - pd.offsets.BDay(2)).all() and (hold["signal_time"] >= hold_start).all()
     folds = walk_forward_folds(train, 4, embargo_days=2)
     assert sum(f.purged for f in folds) > 0  # some trades straddled a fold start
     for f in folds:
@@ -72,26 +80,30 @@ def test_threshold_does_not_depend_on_test_labels(edge_candidates, tcfg):
     params = {"n_estimators": 60, "max_depth": 5, "min_samples_leaf": 50, "max_features": "sqrt",
               "max_samples": 0.7, "class_weight": None}
     data = TradeSet.from_frame(train, features, GLOBEX)
-    score, thr = fold_score(params, data, fold, tcfg)
+    score, thr, _ = fold_score(params, data, fold, tcfg)
     scrambled = train.copy()
     rng = np.random.default_rng(0)
     test_rows = scrambled.index[fold.test]
     scrambled.loc[test_rows, "pnl_net"] = rng.permutation(scrambled.loc[test_rows, "pnl_net"].to_numpy()) * -1
     scrambled["win"] = scrambled["pnl_net"] > 0
-    score2, thr2 = fold_score(params, TradeSet.from_frame(scrambled, features, GLOBEX), fold, tcfg)
+    score2, thr2, _ = fold_score(params, TradeSet.from_frame(scrambled, features, GLOBEX), fold, tcfg)
     assert thr2 == thr  # chosen from training rows only
     assert score2 != score  # while the test score does see the test labels
 
 
 @pytest.mark.slow
-def test_planted_edge_is_found_and_null_market_is_not_called_an_edge(edge_candidates, null_candidates, tcfg,
-                                                                      tmp_path):
-    edge = train_veto_model(edge_candidates, "ES", tcfg, GLOBEX, tmp_path / "edge.journal")
+def test_planted_edge_is_found_and_null_market_is_not_called_an_edge(edge_market, null_market, tcfg, tmp_path):
+    """Judged on the veto-on holdout backtest through the production strategy."""
+    edge = train_veto_model(edge_market[0], "ES", tcfg, edge_market[1], tmp_path / "edge.journal")
     m = edge.metrics
     assert m["selected"]["sharpe"] > m["all"]["sharpe"] + 1.0
     assert m["selected"]["sharpe"] > 1.0 and m["auc"] > 0.55
+    assert m["psr_vs_zero"] > 0.95 and m["psr_vs_unfiltered"] > 0.9
     assert m["edge_significant"]
-    null = train_veto_model(null_candidates, "ES", tcfg, GLOBEX, tmp_path / "null.journal")
+    # the holdout figures are those of a real backtest: its trades, from the holdout start
+    assert m["selected"]["trades"] == len(edge.holdout_trades) > 0
+    assert (edge.holdout_trades["signal_time"] >= pd.Timestamp(m["holdout_start"])).all()
+    null = train_veto_model(null_market[0], "ES", tcfg, null_market[1], tmp_path / "null.journal")
     assert not null.metrics["edge_significant"], null.metrics
     assert null.metrics["deflated_sharpe"] < 0.95
 
@@ -114,15 +126,15 @@ def test_training_config_overrides_and_typos(tmp_path):
         load_training_config(cdir, "ES")
 
 
-def test_same_data_config_and_seed_give_the_same_bundle_content_hash(edge_candidates, tcfg, tmp_path):
+def test_same_data_config_and_seed_give_the_same_bundle_content_hash(edge_market, tcfg, tmp_path):
     from rooney_core.training.train import make_bundle, model_gates
 
     small = tcfg.model_copy(update={"trials": 3})
-    a = train_veto_model(edge_candidates, "ES", small, GLOBEX, tmp_path / "a.journal")
-    b = train_veto_model(edge_candidates, "ES", small, GLOBEX, tmp_path / "b.journal")
+    cands, market = edge_market
+    a = train_veto_model(cands, "ES", small, market, tmp_path / "a.journal")
+    b = train_veto_model(cands, "ES", small, market, tmp_path / "b.journal")
     ba, bb = make_bundle(a, model_gates(a, 30)), make_bundle(b, model_gates(b, 30))
     assert ba.content_hash() == bb.content_hash()
     assert a.metrics == b.metrics
-    other = train_veto_model(edge_candidates, "ES", small.model_copy(update={"seed": 7}), GLOBEX,
-                             tmp_path / "c.journal")
+    other = train_veto_model(cands, "ES", small.model_copy(update={"seed": 7}), market, tmp_path / "c.journal")
     assert make_bundle(other).content_hash() != ba.content_hash()

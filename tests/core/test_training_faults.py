@@ -33,12 +33,15 @@ TRAIN = textwrap.dedent("""
     from pathlib import Path
     from rooney_core.config import load_config
     from rooney_core.training.config import load_training_config
-    from rooney_core.training.train import make_bundle, train_veto_model
+    from rooney_core.training.train import Market, make_bundle, train_veto_model
     cfg = load_config()
     tcfg = load_training_config(cfg.config_dir, "ES", "demo").model_copy(update={"trials": int(sys.argv[3])})
     cands = pd.read_parquet(sys.argv[1])
+    here = Path(sys.argv[1]).parent
+    market = Market(pd.read_parquet(here / "hourly.parquet"), pd.read_parquet(here / "features.parquet"),
+                    cfg.instrument("ES"), cfg.strategy)
     say = lambda m: print(m, flush=True)
-    result = train_veto_model(cands, "ES", tcfg, cfg.instrument("ES").calendar, Path(sys.argv[2]), progress=say)
+    result = train_veto_model(cands, "ES", tcfg, market, Path(sys.argv[2]), progress=say)
     print("TRIALS", len(result.study.trials), flush=True)
     print("HASH", make_bundle(result).content_hash(), flush=True)
 """)
@@ -54,7 +57,18 @@ def candidates(tmp_path_factory) -> Path:
     feats = REGISTRY.compute(instrument_inputs(CFG, "ES", own, pair))
     path = out / "ES_candidates.parquet"
     extract_candidates(own, feats, CFG.instrument("ES"), CFG.strategy).to_parquet(path)
+    own.to_parquet(out / "hourly.parquet")
+    feats.to_parquet(out / "features.parquet")
     return path
+
+
+def _market(candidates: Path):
+    import pandas as pd
+
+    from rooney_core.training.train import Market
+
+    return Market(pd.read_parquet(candidates.parent / "hourly.parquet"),
+                  pd.read_parquet(candidates.parent / "features.parquet"), CFG.instrument("ES"), CFG.strategy)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +81,7 @@ def clean_hash(candidates, tcfg, tmp_path_factory) -> str:
     import pandas as pd
 
     journal = tmp_path_factory.mktemp("clean") / "ES.journal"
-    result = train_veto_model(pd.read_parquet(candidates), "ES", tcfg, CFG.instrument("ES").calendar, journal)
+    result = train_veto_model(pd.read_parquet(candidates), "ES", tcfg, _market(candidates), journal)
     assert len(result.study.trials) == TRIALS
     return make_bundle(result).content_hash()
 
@@ -142,7 +156,7 @@ def test_storage_password_is_never_kept_nor_hashed(candidates, clean_hash, tcfg,
     url = f"postgresql+psycopg2://postgres:{secret}@127.0.0.1:5432/test"
     store = ModelStore(tmp_path / "store")
     stored = train_and_store(pd.read_parquet(candidates), "ES", tcfg.model_copy(update={"storage": url}),
-                             CFG.instrument("ES").calendar, store)
+                             _market(candidates), store)
     assert stored.bundle.content_hash() == clean_hash  # where the study ran is not the model
     assert stored.bundle.config["storage"] == "postgresql+psycopg2://postgres:***@127.0.0.1:5432/test"
     for path in (store.root / "versions" / stored.name).iterdir():
