@@ -349,6 +349,8 @@ def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | N
     """Tune and train a veto model; add it to the model store and print its version name."""
     import getpass
 
+    from rooney_core.model.gates import ModelData
+    from rooney_core.model.promotion import promote_version
     from rooney_core.training.candidates import extract_candidates
     from rooney_core.training.config import load_training_config
     from rooney_core.training.store_version import train_and_store
@@ -362,14 +364,16 @@ def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | N
     cands = extract_candidates(hourly, feats, cfg.instrument(symbol), cfg.strategy)
     _say(f"{symbol}: {len(cands)} candidate trades")
     store = _store(cfg)
-    market = Market(hourly, feats, cfg.instrument(symbol), cfg.strategy)
-    stored = train_and_store(cands, symbol, tcfg, market, store, progress=_say)
+    data = ModelData(Market(hourly, feats, cfg.instrument(symbol), cfg.strategy), data_dir=data_dir)
+    stored = train_and_store(cands, symbol, tcfg, data, store, cfg, progress=_say)
     name, failed = stored.name, stored.failed_gates
     _say(f"{name}: report {store.version_dir(name) / 'report.html'}; gates "
          + ("passed" if not failed else f"FAILED: {', '.join(failed)}"))
     if promote and not failed:
-        store.promote(name, by=f"{getpass.getuser()} (rooney train)", reason="trained and gates passed")
+        promote_version(store, name, by=f"{getpass.getuser()} (rooney train)", reason="trained and gates passed")
         _say(f"{name} promoted to production")
+    elif promote:
+        _say(f"{name} not promoted: gates failed")
     click.echo(name)
 
 
@@ -405,8 +409,7 @@ def models_list(ctx, symbol: str | None) -> None:
             click.echo(f"{m['version']:<10} {prod:<5} DAMAGED: {m['damaged']}")
             continue
         met = m["metrics"]
-        gates = met.get("gates", {})
-        g = "passed" if gates and all(v["passed"] for v in gates.values()) else "FAILED" if gates else "-"
+        g = _gates_word(store, m["version"])
         sel = met.get("selected", {})
 
         def f(x):
@@ -416,6 +419,18 @@ def models_list(ctx, symbol: str | None) -> None:
                    f"{f(sel.get('sharpe')):>10} {f(met.get('all', {}).get('sharpe')):>10} {f(met.get('auc')):>6} "
                    f"{f(met.get('deflated_sharpe')):>6}  {g}"
                    + (f"  DAMAGED: {m['damaged']}" if "damaged" in m else ""))
+
+
+def _gates_word(store, name: str) -> str:
+    from rooney_core.model.promotion import gate_status
+
+    try:
+        passed, failed = gate_status(store, name)
+    except RooneyError:
+        return "REFUSED (edited gate report)"
+    if store.gate_report(name) is None:
+        return "not validated"
+    return "passed" if passed else "FAILED " + ",".join(failed)
 
 
 @models.command("show")
@@ -428,8 +443,13 @@ def models_show(ctx, version: str, as_json: bool) -> None:
 
     store = _store(_cfg(ctx))
     meta = store.load_metadata(version)
+    try:
+        report, report_problem = store.gate_report(version), None
+    except RooneyError as err:
+        report, report_problem = None, str(err)
     if as_json:
-        click.echo(json.dumps(meta, indent=2, default=str))
+        click.echo(json.dumps({**meta, "gate_report": report, "gate_report_problem": report_problem},
+                              indent=2, default=str))
         return
     met = meta.get("metrics", {})
     click.echo(f"{version}: {meta['symbol']} veto model, trained {meta.get('trained_at')}, "
@@ -445,22 +465,61 @@ def models_show(ctx, version: str, as_json: bool) -> None:
         s = met.get(side, {})
         click.echo(f"  holdout {side:>8}: trades {s.get('trades')}, net ${s.get('net_pnl')}, Sharpe {s.get('sharpe')}, "
                    f"Sortino {s.get('sortino')}, max DD ${s.get('max_drawdown_usd')}")
-    for k in ("auc", "brier", "precision", "deflated_sharpe", "edge_significant", "holdout_start"):
+    for k in ("holdout_start", "psr_vs_zero", "psr_vs_unfiltered", "cv_sharpe", "deflated_sharpe", "trials_total",
+              "auc", "brier", "precision"):
         click.echo(f"  {k}: {met.get(k)}")
-    for g, v in met.get("gates", {}).items():
-        click.echo(f"  gate {g}: {'passed' if v['passed'] else 'FAILED'} ({v['detail']})")
+    if report_problem:
+        click.echo(f"  gates: REFUSED: {report_problem}")
+    elif report is None:
+        click.echo(f"  gates: not validated (rooney models validate {version} --data-dir DIR)")
+    else:
+        click.echo(f"  gates ({report.get('created_at')}): {'every gate passed' if report['passed'] else 'FAILED'}")
+        for g in report["gates"]:
+            click.echo(f"    {g['name']:<24} {'passed' if g['passed'] else 'FAILED':<7} {g['detail']}")
 
 
 @models.command("promote")
 @click.argument("version")
-@click.option("--reason", default="manual promotion")
+@click.option("--reason", default=None, help="Why (recorded in the audit log); required with --force.")
+@click.option("--force", is_flag=True, help="Promote even though gates failed (needs --reason).")
 @click.pass_context
-def models_promote(ctx, version: str, reason: str) -> None:
-    """Put a stored version into production (recorded in the audit log)."""
+def models_promote(ctx, version: str, reason: str | None, force: bool) -> None:
+    """Put a stored version into production if every gate passed (recorded in the audit log)."""
     import getpass
 
-    entry = _store(_cfg(ctx)).promote(version, by=getpass.getuser(), reason=reason)
-    click.echo(f"{version} in production (previous: {entry.get('previous')})")
+    from rooney_core.model.promotion import promote_version
+
+    store = _store(_cfg(ctx))
+    entry = promote_version(store, version, by=getpass.getuser(), reason=reason or ("" if force else
+                            "manual promotion"), force=force)
+    forced = f"; FORCED past failed gates: {', '.join(entry['failed_gates'])}" if entry.get("forced") else ""
+    click.echo(f"{version} in production (previous: {entry.get('previous')}){forced}")
+
+
+@models.command("validate")
+@click.argument("version")
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The instrument's raw minute files (and its pair's).")
+@click.option("--parity-months", type=int, default=None, help="Override pipeline.yml parity.months.")
+@click.pass_context
+def models_validate(ctx, version: str, data_dir: Path, parity_months: int | None) -> None:
+    """Run the six gates on a stored version and store its gate report (exit 1 if any fails)."""
+    from rooney_core.model.gates import ModelData, report_json, validate_model
+    from rooney_core.training.train import Market
+
+    cfg = _cfg(ctx)
+    store = _store(cfg)
+    bundle = store.load(version)  # sha256 checked
+    hourly, feats = _bars_and_features(cfg, data_dir, bundle.symbol)
+    data = ModelData(Market(hourly, feats, cfg.instrument(bundle.symbol), cfg.strategy), data_dir=data_dir,
+                     store=store, parity_months=parity_months)
+    report = validate_model(bundle, data, cfg, progress=_say)
+    report.version = version
+    store.write_gate_report(version, report_json(report), report.passed)
+    click.echo(report.table().to_string())
+    click.echo(report.summary())
+    if not report.passed:
+        ctx.exit(1)
 
 
 @models.command("rollback")

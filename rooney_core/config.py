@@ -479,6 +479,68 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
         raise ConfigError("invalid config\n" + "\n".join(format_validation_error(exc, lambda _: path))) from None
 
 
+# --- validation.yml: the model gates and the staged deployment ------------------------------
+
+
+class FeatureAvailabilityGate(Strict):
+    months: int = Field(default=6, ge=1)  # the last N months of the data
+    max_nan_rate: float = Field(default=0.05, ge=0, le=1)  # per feature, over those bars
+
+
+class OutOfSampleGate(Strict):
+    """Minimums on the veto-on holdout backtest of the bundle."""
+
+    min_sharpe: float = 0.5
+    min_psr: float = Field(default=0.90, ge=0, le=1)  # probabilistic Sharpe ratio against 0
+    min_deflated_sharpe: float = Field(default=0.90, ge=0, le=1)  # of the cross-validated Sharpe
+    min_trades: int = Field(default=30, ge=1)
+    max_drawdown_pct: float = Field(default=0.25, gt=0)  # of the backtest capital
+
+
+class ImportanceGate(Strict):
+    max_feature_share: float = Field(default=0.5, gt=0, le=1)  # impurity importance of one feature
+    max_calendar_share: float = Field(default=0.35, gt=0, le=1)  # all calendar-group features together
+
+
+class PredictionGate(Strict):
+    min_std: float = Field(default=0.01, ge=0)  # of the holdout probabilities
+    min_distinct: int = Field(default=10, ge=2)  # distinct holdout probabilities
+    min_selected_share: float = Field(default=0.05, ge=0, le=1)  # share of holdout signals >= threshold
+    max_selected_share: float = Field(default=0.95, ge=0, le=1)
+
+
+class PaperStageConfig(Strict):
+    """gates -> paper -> production: how long a passing version trades on paper first, and
+    how closely its paper results must track the backtest of the same sessions."""
+
+    sessions: int = Field(default=10, ge=0)
+    max_trade_mismatches: int = Field(default=0, ge=0)  # trades in one and not the other
+    max_tracking_error_usd: float = Field(default=0.0, ge=0)  # |paper net P&L - backtest net P&L|
+    watch_days: int = Field(default=7, ge=0)  # the first days in production are flagged as watched
+
+
+class GateThresholds(Strict):
+    feature_availability: FeatureAvailabilityGate = FeatureAvailabilityGate()
+    out_of_sample: OutOfSampleGate = OutOfSampleGate()
+    importance: ImportanceGate = ImportanceGate()
+    predictions: PredictionGate = PredictionGate()
+    paper: PaperStageConfig = PaperStageConfig()
+
+
+class ValidationConfig(Strict):
+    defaults: GateThresholds = GateThresholds()
+    instruments: dict[Symbol, dict[str, Any]] = {}  # per-instrument overrides of ``defaults``
+
+    def for_symbol(self, symbol: str) -> GateThresholds:
+        over = self.instruments.get(symbol)
+        if not over:
+            return self.defaults
+        merged = self.defaults.model_dump()
+        for k, v in over.items():
+            merged[k] = {**merged[k], **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+        return GateThresholds.model_validate(merged)
+
+
 class RooneyConfig(Strict):
     """Everything in ``configs/``, validated together."""
 
@@ -487,6 +549,7 @@ class RooneyConfig(Strict):
     strategy: StrategyConfig
     features: FeaturesConfig
     pipeline: PipelineConfig
+    validation: ValidationConfig = ValidationConfig()
 
     def resolve_path(self, p: str | os.PathLike[str]) -> Path:
         """Resolve a path from config relative to the repository root (configs/..)."""
@@ -554,8 +617,19 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> RooneyConfi
     strategy = load_yaml_model(cdir / "strategy.yml", StrategyConfig)
     features = load_yaml_model(cdir / "features.yml", FeaturesConfig)
     pipeline = load_yaml_model(cdir / "pipeline.yml", PipelineConfig)
+    validation = load_yaml_model(cdir / "validation.yml", ValidationConfig)
 
     errors: list[str] = []
+    val_file = cdir / "validation.yml"
+    for sym in validation.instruments:
+        if sym not in instruments.instruments:
+            errors.append(f"{val_file}: key 'instruments.{sym}': unknown instrument {sym!r} (not in instruments.yml)")
+            continue
+        try:
+            validation.for_symbol(sym)
+        except ValidationError as exc:
+            errors += [f"{val_file}: " + line.replace("key '", f"key 'instruments.{sym}.", 1)
+                       for line in format_validation_error(exc)]
     inst_file = cdir / "instruments.yml"
     for sym, spec in instruments.instruments.items():
         if spec.pair is not None and spec.pair not in instruments.instruments:
@@ -587,4 +661,5 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> RooneyConfi
         strategy=strategy,
         features=features,
         pipeline=pipeline,
+        validation=validation,
     )

@@ -70,3 +70,17 @@ def make_pair(own: pd.DataFrame, seed: int = 1, corr: float = 0.8, drop_frac: fl
     shocks[:] = rng.standard_normal(len(full))
     shocks[pos] = corr * base + np.sqrt(1 - corr**2) * shocks[pos]
     return make_hourly(n_sessions, seed=seed + 100, start=start, price=20000.0, shocks=shocks, drop_frac=drop_frac)
+
+
+def write_gate_report(store, name: str, passed: bool = True, failing: str = "out_of_sample") -> None:
+    """Record a gate report for a stored version: every gate passed, or ``failing`` failed
+    (for promotion tests that are not about the gates themselves)."""
+    import json
+
+    from rooney_core.model.gates import GATES
+
+    gates = [{"name": g, "passed": passed or g != failing, "value": None, "threshold": None, "detail": "test"}
+             for g in GATES]
+    report = {"symbol": name.split("_v")[0], "version": name, "content_hash": "test", "created_at": "test",
+              "passed": passed, "gates": gates}
+    store.write_gate_report(name, json.dumps(report), passed)

@@ -8,6 +8,9 @@ Layout under the root::
     versions.log                             append-only: one line per version as stored
     manifest.json                            which version of each instrument is in production
     audit.log                                promotions and rollbacks: intent, then outcome
+    gates/<SYMBOL>_v<N>.json                 the version's latest gate report (versions are immutable,
+                                             so reports are records beside them)
+    gates.log                                append-only: one line per gate report written (sha256)
 
 What is trusted (R6, and no code runs from a file we did not store): a version name resolves
 only inside ``versions/``; its bundle's sha256 is checked against the manifest when it is in
@@ -142,6 +145,8 @@ class ModelStore:
         self.manifest_path = self.root / "manifest.json"
         self.audit_path = self.root / "audit.log"
         self._lock_path = self.root / ".store.lock"
+        self.gates_dir = self.root / "gates"
+        self.gates_log_path = self.root / "gates.log"
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r})"
@@ -165,6 +170,46 @@ class ModelStore:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # ---- gate reports -----------------------------------------------------------------------
+
+    def write_gate_report(self, name: str, text: str, passed: bool) -> Path:
+        """Store ``text`` (a gate report, JSON) as version ``name``'s latest, atomically, and
+        its sha256 in gates.log. Re-validating a version replaces its report; the log keeps
+        every one."""
+        self.version_dir(name)
+        data = text.encode("utf-8")
+        with self._lock():
+            self.gates_dir.mkdir(exist_ok=True)
+            path = self.gates_dir / f"{name}.json"
+            write_text_atomic(text, path)
+            _append_line(self.gates_log_path, {"version": name, "sha256": hashlib.sha256(data).hexdigest(),
+                                               "passed": bool(passed), "at": _utc_now()})
+        return path
+
+    def gate_report(self, name: str) -> dict[str, Any] | None:
+        """Version ``name``'s latest gate report, or None if it was never validated. The file
+        must have the sha256 gates.log recorded last for it (an edited report could let a
+        failed model through): ModelIntegrityError otherwise."""
+        self.version_dir(name)
+        lines = [r for r in _read_lines(self.gates_log_path) if r.get("version") == name]
+        path = self.gates_dir / f"{name}.json"
+        if not lines:
+            return None
+        try:
+            data = _read_regular_file(path)
+        except ModelIntegrityError:
+            raise
+        except OSError as exc:
+            raise ModelIntegrityError(f"{path}: the gate report gates.log records for {name} is missing "
+                                      f"({exc})") from None
+        if hashlib.sha256(data).hexdigest() != lines[-1].get("sha256"):
+            raise ModelIntegrityError(f"{path}: refused: the gate report differs from the one recorded in gates.log "
+                                      "(edited after it was written); re-validate the version")
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ModelIntegrityError(f"{path}: unreadable gate report ({exc})") from None
 
     # ---- versions -------------------------------------------------------------------------
 
@@ -415,9 +460,11 @@ class ModelStore:
         name = self.production(symbol)
         return None if name is None else (name, self.load(name))
 
-    def promote(self, name: str, by: str, reason: str = "") -> dict[str, Any]:
+    def promote(self, name: str, by: str, reason: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Make version ``name`` production for its instrument; returns the manifest entry.
-        Promoting the version already in production changes nothing."""
+        Promoting the version already in production changes nothing. ``extra`` fields (e.g.
+        a forced promotion's failed gates) go into the manifest entry and the audit log. The
+        gate policy is ``rooney_core.model.promotion.promote_version``'s: use that."""
         if not by or not by.strip():
             raise ModelStoreError(f"promote {name}: say who promotes it (by=...)")
         self.version_dir(name)
@@ -435,7 +482,7 @@ class ModelStore:
             history = [*cur.get("history", []), cur["version"]] if cur else []
             entry = {"version": name, "sha256": sha256, "content_hash": self.records()[name].get("content_hash"),
                      "promoted_at": _utc_now(), "promoted_by": by, "previous": cur["version"] if cur else None,
-                     "reason": reason, "action": "promote", "history": history}
+                     "reason": reason, "action": "promote", "history": history, **(extra or {})}
             self._commit(man, symbol, entry, replaced=cur["version"] if cur else None)
         return entry
 
@@ -471,7 +518,8 @@ class ModelStore:
         _append_line(self.audit_path, {"event": "intent", "txn": txn, "at": now, "action": entry["action"],
                                        "symbol": symbol, "version": entry["version"], "replaced": replaced,
                                        "sha256": entry["sha256"], "by": entry["promoted_by"],
-                                       "reason": entry["reason"]})
+                                       "reason": entry["reason"],
+                                       **{k: entry[k] for k in ("forced", "failed_gates", "gates") if k in entry}})
         man = {**man, "instruments": {**man["instruments"], symbol: entry}, "updated_at": now}
         write_text_atomic(json.dumps(man, indent=2, sort_keys=True) + "\n", self.manifest_path)
         _append_line(self.audit_path, {"event": "done", "txn": txn, "at": _utc_now()})

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from rooney_core.backtest.metrics import TRADING_DAYS, max_drawdown, sharpe, sortino
+from rooney_core.backtest.metrics import TRADING_DAYS, sharpe
 
 EULER_GAMMA = 0.5772156649015329
 SIGNIFICANCE = 0.95

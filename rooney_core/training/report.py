@@ -87,8 +87,9 @@ def plot_holdout_equity(result: TrainingResult) -> bytes:
     return _png(fig)
 
 
-def build_report(result: TrainingResult, version: str) -> tuple[dict[str, bytes], dict[str, pd.DataFrame], str]:
-    """(plots by name, tables by name, HTML text)."""
+def build_report(result: TrainingResult, version: str, gates=None
+                 ) -> tuple[dict[str, bytes], dict[str, pd.DataFrame], str]:
+    """(plots by name, tables by name, HTML text); ``gates`` (a GateReport) adds its table."""
     importance = importance_table(result)
     params = param_importance(result.study)
     plots = {
@@ -105,7 +106,8 @@ def build_report(result: TrainingResult, version: str) -> tuple[dict[str, bytes]
                                           "selection_rate", "holdout_signals", "veto_rate", "cv_objective",
                                           "trials_completed", "trials_pruned", "train_trades", "embargo_days",
                                           "threshold_slice_sharpe", "sample_weight")}, name="value").to_frame()
-    tables = {"holdout_performance": perf, "scores": scores, "feature_importance": importance,
+    tables = {**({"gates": gates.table()} if gates is not None else {}),
+              "holdout_performance": perf, "scores": scores, "feature_importance": importance,
               "best_params": pd.Series(result.best_params, name="value").astype(str).to_frame()}
     verdict = ("the cross-validated Sharpe beats the best of as many tries of noise"
                if m["edge_significant"] else "NO significant edge after deflating for the number of trials")
@@ -115,6 +117,8 @@ def build_report(result: TrainingResult, version: str) -> tuple[dict[str, bytes]
              f"backtest through the production strategy has Sharpe {m['selected']['sharpe']:.2f} on "
              f"{m['selected']['trades']} trades (veto off: {m['all']['sharpe']:.2f}); PSR against 0 "
              f"{m['psr_vs_zero']:.3f}, against the unfiltered strategy {m['psr_vs_unfiltered']:.3f}.</p>"]
+    if gates is not None:
+        parts.append(f"<p><b>Gates:</b> {html.escape(gates.summary())}</p>")
     for name, t in tables.items():
         parts.append(f"<h2>{name.replace('_', ' ')}</h2>" + t.to_html(float_format=lambda v: f"{v:.4g}"))
     for name, png in plots.items():

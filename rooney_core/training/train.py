@@ -148,7 +148,7 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, mar
 
     # the deflated Sharpe: the best trial's CV daily P&L, every trial on this instrument
     _, cv_daily = cross_validated(params, data, folds, tcfg)
-    n_trials, cv_sharpes = instrument_trials(storage, symbol, study)
+    n_trials, cv_sharpes = instrument_trials(storage, symbol, study, dhash[:12])
     veto = SimpleNamespace(estimator=forest, feature_names=features, threshold=float(threshold))
     on, off = holdout_backtests(market, veto, hold_start)
     metrics, curves = evaluate_holdout(p, hold.win, threshold, on, off, market.capital, cv_daily, cv_sharpes,
@@ -176,40 +176,21 @@ def _run_tag() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def make_bundle(result: TrainingResult, gates: dict | None = None, trained_at: str | None = None) -> VetoBundle:
-    """The immutable bundle of a training result (metrics include the gate results)."""
-    metrics = {**_jsonable(result.metrics), "gates": gates or {}}
+def make_bundle(result: TrainingResult, trained_at: str | None = None) -> VetoBundle:
+    """The immutable bundle of a training result. Its gate report is a separate record (the
+    gates run on the bundle itself, and may be re-run later)."""
     return VetoBundle(symbol=result.symbol, estimator=result.estimator, feature_names=result.feature_names,
                       threshold=result.threshold, registry_version=REGISTRY_VERSION,
                       feature_schema_hash=result.schema_hash, data_hash=result.data_hash,
                       config={**result.config, "config_hash": _config_hash(result.config),
-                              "best_params": result.best_params}, metrics=metrics, trained_at=trained_at)
+                              "best_params": result.best_params}, metrics=_jsonable(result.metrics),
+                      trained_at=trained_at)
 
 
 def _config_hash(config: dict) -> str:
     import json
 
     return hashlib.sha256(json.dumps(hashed_config(config), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def model_gates(result: TrainingResult, min_selected: int) -> dict[str, dict]:
-    """The checks a new version must pass to be promoted (non-degenerate predictions, finite
-    holdout metrics, enough selected trades). Recorded in the bundle, shown in Dagster."""
-    p = result.holdout["probability"].to_numpy()
-    m = result.metrics
-    finite_keys = ["auc", "brier", "precision", "deflated_sharpe"]
-    finite = [k for k in finite_keys if not np.isfinite(m[k])]
-    finite += [f"selected.{k}" for k in ("sharpe", "sortino", "net_pnl") if not np.isfinite(m["selected"][k])]
-    spread = float(np.std(p))
-    return {
-        "prediction_distribution": {"passed": bool(spread > 0.01 and 0 < m["selection_rate"] < 1),
-                                    "detail": f"std of holdout P(win) {spread:.4f}; selects "
-                                              f"{m['selection_rate']:.1%} of candidates"},
-        "holdout_metrics_finite": {"passed": not finite,
-                                   "detail": "all finite" if not finite else f"not finite: {', '.join(finite)}"},
-        "enough_trades": {"passed": m["selected"]["trades"] >= min_selected,
-                          "detail": f"{m['selected']['trades']} selected holdout trades (minimum {min_selected})"},
-    }
 
 
 def _jsonable(obj):

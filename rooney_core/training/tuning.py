@@ -214,20 +214,28 @@ def create_study(tcfg: TrainingConfig, storage, study_name: str, pruning: bool =
 _COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-def instrument_trials(storage, symbol: str, current: optuna.Study) -> tuple[int, list[float]]:
-    """(every finished trial run on ``symbol`` in this storage, earlier studies included, and
-    the ``cv_sharpe`` of the completed ones without a penalised fold). A study is the
-    instrument's when its name starts with ``<SYMBOL>-`` (run studies) or it is ``current``."""
+def instrument_trials(storage, symbol: str, current: optuna.Study, data_tag: str | None = None
+                      ) -> tuple[int, list[float]]:
+    """(every finished trial run on ``symbol`` in this storage, earlier studies included: the
+    N of the deflated Sharpe; and the ``cv_sharpe`` of the completed trials without a
+    penalised fold on the same data: the spread of that statistic). A study is the
+    instrument's when its name starts with ``<SYMBOL>-`` (run studies: ``SYM-config-data-run``)
+    or it is ``current``; its data is the third part of the name (``data_tag``). Trials on
+    other data count in N (every try on the instrument is a try) but not in the variance,
+    which is the spread of the statistic over one data set."""
     n, values = 0, []
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     for name in sorted(names):
         if not (name.startswith(f"{symbol}-") or name == current.study_name):
             continue
         study = current if name == current.study_name else optuna.load_study(study_name=name, storage=storage)
+        parts = name.split("-")
+        same_data = name == current.study_name or data_tag is None or (len(parts) >= 4 and parts[2] == data_tag)
         for t in study.get_trials(deepcopy=False, states=_COUNTED):
             n += 1
             cv = t.user_attrs.get("cv_sharpe")
-            if t.state == optuna.trial.TrialState.COMPLETE and cv is not None and not t.user_attrs.get("penalised"):
+            if (same_data and t.state == optuna.trial.TrialState.COMPLETE and cv is not None
+                    and not t.user_attrs.get("penalised")):
                 values.append(float(cv))
     return n, values
 

@@ -6,23 +6,13 @@ import json
 import dagster as dg
 import pandas as pd
 
-from rooney_core.live.parity import parity_check, parity_gate
+from rooney_core.model.gates import GATES, ModelData
 from rooney_core.training.config import load_training_config
 from rooney_core.training.store_version import train_and_store
 from rooney_core.training.train import Market
 from rooney_pipeline.metadata import png, table
 from rooney_pipeline.partitions import instrument_partitions
 from rooney_pipeline.resources import RooneyResource
-
-GATES = {
-    "prediction_distribution": "Holdout P(win) is spread out and selects some but not all candidates.",
-    "holdout_metrics_finite": "Every holdout metric (AUC, Brier, precision, deflated Sharpe, Sharpe, Sortino) "
-                              "is a finite number.",
-    "enough_trades": "The model selects at least the minimum number of holdout trades.",
-    "live_parity": "The live path (incremental bars and features, this bundle, the paper broker) decides "
-                   "exactly what the backtest decides over the last months: features to 1e-9, "
-                   "probabilities, decisions and trades identical.",
-}
 
 
 class TrainConfig(dg.Config):
@@ -51,18 +41,11 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
         tcfg = tcfg.model_copy(update={"trials": config.trials})
     cands = rooney.lake.read("candidates", symbol)
     store = rooney.store
-
-    def live_parity(bundle):
-        months = config.parity_months or cfg.pipeline.parity.months
-        report = parity_check(cfg, symbol, rooney.data_path, store, model=bundle, months=months)
-        context.log.info(report.summary())
-        return {"live_parity": parity_gate(report)}
-
     market = Market(rooney.lake.read("hourly", symbol), rooney.lake.read("features", symbol),
                     cfg.instrument(symbol), cfg.strategy)
-    stored = train_and_store(cands, symbol, tcfg, market, store,
-                             progress=context.log.info, more_gates=live_parity)
-    name, result, plots, tables, gates = stored.name, stored.result, stored.plots, stored.tables, stored.gates
+    data = ModelData(market, data_dir=rooney.data_path, parity_months=config.parity_months)
+    stored = train_and_store(cands, symbol, tcfg, data, store, cfg, progress=context.log.info)
+    name, result, plots, tables, report = stored.name, stored.result, stored.plots, stored.tables, stored.report
     bundle = stored.bundle
     context.log.info(f"{symbol}: stored {name}")
     m = result.metrics
@@ -70,8 +53,14 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
     yield dg.MaterializeResult(
         metadata={
             "version": name,
+            "gates": "every gate passed" if report.passed else "FAILED: " + ", ".join(report.failed),
+            "gate_report": table(report.table()),
+            "holdout_start": m["holdout_start"],
             "holdout_sharpe_selected": m["selected"]["sharpe"],
             "holdout_sharpe_all": m["all"]["sharpe"],
+            "holdout_trades": m["selected"]["trades"],
+            "psr_vs_zero": m["psr_vs_zero"],
+            "psr_vs_unfiltered": m["psr_vs_unfiltered"],
             "deflated_sharpe": m["deflated_sharpe"],
             "edge_significant": m["edge_significant"],
             "auc": m["auc"],
@@ -88,18 +77,26 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
             "content_hash": bundle.content_hash(),
         }
     )
-    for gate in GATES:
-        g = gates[gate]
-        yield dg.AssetCheckResult(check_name=gate, passed=g["passed"], description=g["detail"],
-                                  metadata={"version": name})
+    for g in report.gates:
+        yield dg.AssetCheckResult(check_name=g.name, passed=g.passed, description=g.detail,
+                                  metadata={"version": name, "partition": symbol, "value": _meta(g.value),
+                                            "threshold": _meta(g.threshold)})
+
+
+def _meta(v):
+    if isinstance(v, (dict, list)):
+        return dg.MetadataValue.json(json.loads(json.dumps(v, default=str)))
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    return v
 
 
 @dg.asset(
     group_name="models",
     deps=["veto_model"],
     kinds={"json"},
-    description="manifest.json: for each instrument, the newest stored version whose gates passed is "
-    "promoted to production; the rest are kept. Every change is in the store's audit log.",
+    description="manifest.json: for each instrument, the newest stored version whose six gates all passed "
+    "(its gate report) is promoted to production; the rest are kept. Every change is in the store's audit log.",
 )
 def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.MaterializeResult:
     from rooney_core.model.promotion import promote_newest_passing

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import skops.io as sio
+from builders import write_gate_report
 from click.testing import CliRunner
 from test_model_store import make_bundle, make_forest
 
@@ -307,10 +308,8 @@ def test_kills_during_promotion_leave_a_truthful_audit_log(tmp_path):
     entry = store.manifest()["instruments"]["ES"]
     assert len(entry["history"]) == len([r for r in store.audit_log() if r["status"] == "done"]) - 1
     # automatic promotion is not blocked by a promotion that never happened
-    gates = {"g": {"passed": True, "detail": ""}}
-    b = make_bundle(seed=99)
-    b.metrics = {"gates": gates}
-    newest = store.add_version(b)
+    newest = store.add_version(make_bundle(seed=99))
+    write_gate_report(store, newest)
     promote_newest_passing(store, ["ES"], by="pipeline")
     assert store.production("ES") == newest
 

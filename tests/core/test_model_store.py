@@ -409,15 +409,15 @@ def test_concurrent_writers_get_distinct_versions(tmp_path):
 
 def test_pipeline_promotion_never_undoes_a_rollback(tmp_path):
     """A version rolled back by hand is not promoted again by the pipeline; a newer one is."""
+    from builders import write_gate_report
+
     from rooney_core.model.promotion import promote_newest_passing
 
     store = ModelStore(tmp_path / "store")
-    gates = {"g": {"passed": True, "detail": ""}}
     names = []
     for seed in (1, 2):
-        b = make_bundle(seed=seed)
-        b.metrics = {"gates": gates}
-        names.append(store.add_version(b))
+        names.append(store.add_version(make_bundle(seed=seed)))
+        write_gate_report(store, names[-1])
     promote_newest_passing(store, ["ES"], by="pipeline")
     assert store.production("ES") == names[1]
     store.promote(names[0], by="test")  # pretend v1 was production before
@@ -426,8 +426,7 @@ def test_pipeline_promotion_never_undoes_a_rollback(tmp_path):
     assert store.production("ES") == names[0]
     rows = promote_newest_passing(store, ["ES"], by="pipeline")
     assert store.production("ES") == names[0] and "already in production once" in rows[0]["action"]
-    b = make_bundle(seed=3)
-    b.metrics = {"gates": gates}
-    v3 = store.add_version(b)
+    v3 = store.add_version(make_bundle(seed=3))
+    write_gate_report(store, v3)
     promote_newest_passing(store, ["ES"], by="pipeline")
     assert store.production("ES") == v3

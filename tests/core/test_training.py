@@ -3,6 +3,8 @@ found and a null market is not called one, and the same inputs give the same mod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,16 +15,21 @@ from rooney_core.data import load_session_bars
 from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.errors import ConfigError
 from rooney_core.features import REGISTRY, instrument_inputs
+from rooney_core.model import ModelStore
+from rooney_core.model.gates import ModelData, report_json, validate_model
+from rooney_core.model.promotion import PromotionRefused, promote_newest_passing, promote_version
+from rooney_core.model.store import ModelIntegrityError
 from rooney_core.training.candidates import extract_candidates
 from rooney_core.training.config import load_training_config
 from rooney_core.training.splits import split_holdout, walk_forward_folds
+from rooney_core.training.store_version import train_and_store
 from rooney_core.training.train import Market, train_veto_model
 from rooney_core.training.tuning import TradeSet, fold_score
 
 CFG = load_config()
 
 
-def market_for(tmp_path_factory, edge: float, seed: int) -> tuple[pd.DataFrame, Market]:
+def market_for(tmp_path_factory, edge: float, seed: int) -> tuple[pd.DataFrame, Market, Path]:
     out = tmp_path_factory.mktemp(f"market_edge{edge}")
     write_sample_data(out, ["ES", "NQ"], "2017-01-01", "2024-12-31", seed=seed, edge=edge, cfg=CFG,
                       market=load_sample_market(CFG.config_dir), interval_minutes=5)
@@ -30,16 +37,16 @@ def market_for(tmp_path_factory, edge: float, seed: int) -> tuple[pd.DataFrame, 
     pair = load_session_bars(out, CFG.instrument("NQ")).hourly
     feats = REGISTRY.compute(instrument_inputs(CFG, "ES", own, pair))
     return (extract_candidates(own, feats, CFG.instrument("ES"), CFG.strategy),
-            Market(own, feats, CFG.instrument("ES"), CFG.strategy))
+            Market(own, feats, CFG.instrument("ES"), CFG.strategy), out)
 
 
 @pytest.fixture(scope="module")
-def edge_market(tmp_path_factory) -> tuple[pd.DataFrame, Market]:
+def edge_market(tmp_path_factory) -> tuple[pd.DataFrame, Market, Path]:
     return market_for(tmp_path_factory, edge=1.0, seed=11)
 
 
 @pytest.fixture(scope="module")
-def null_market(tmp_path_factory) -> tuple[pd.DataFrame, Market]:
+def null_market(tmp_path_factory) -> tuple[pd.DataFrame, Market, Path]:
     return market_for(tmp_path_factory, edge=0.0, seed=11)
 
 
@@ -91,21 +98,95 @@ def test_threshold_does_not_depend_on_test_labels(edge_candidates, tcfg):
     assert score2 != score  # while the test score does see the test labels
 
 
+def _store_and_validate(store: ModelStore, cands: pd.DataFrame, tcfg, market: Market, data_dir: Path):
+    data = ModelData(market, data_dir=data_dir, parity_months=1)
+    return train_and_store(cands, "ES", tcfg, data, store, CFG)
+
+
+@pytest.fixture(scope="module")
+def edge_stored(edge_market, tcfg, tmp_path_factory):
+    store = ModelStore(tmp_path_factory.mktemp("edge_store"))
+    return store, _store_and_validate(store, *edge_market[:1], tcfg, *edge_market[1:])
+
+
+@pytest.fixture(scope="module")
+def null_stored(null_market, tcfg, tmp_path_factory):
+    store = ModelStore(tmp_path_factory.mktemp("null_store"))
+    return store, _store_and_validate(store, *null_market[:1], tcfg, *null_market[1:])
+
+
 @pytest.mark.slow
-def test_planted_edge_is_found_and_null_market_is_not_called_an_edge(edge_market, null_market, tcfg, tmp_path):
-    """Judged on the veto-on holdout backtest through the production strategy."""
-    edge = train_veto_model(edge_market[0], "ES", tcfg, edge_market[1], tmp_path / "edge.journal")
-    m = edge.metrics
+def test_planted_edge_is_promoted_and_the_null_market_gets_nothing(edge_stored, null_stored):
+    """Judged on the veto-on holdout backtest of the bundle through the production strategy,
+    through the six gates and the pipeline's promotion policy."""
+    store, edge = edge_stored
+    m = edge.result.metrics
     assert m["selected"]["sharpe"] > m["all"]["sharpe"] + 1.0
     assert m["selected"]["sharpe"] > 1.0 and m["auc"] > 0.55
     assert m["psr_vs_zero"] > 0.95 and m["psr_vs_unfiltered"] > 0.9
     assert m["edge_significant"]
     # the holdout figures are those of a real backtest: its trades, from the holdout start
-    assert m["selected"]["trades"] == len(edge.holdout_trades) > 0
-    assert (edge.holdout_trades["signal_time"] >= pd.Timestamp(m["holdout_start"])).all()
-    null = train_veto_model(null_market[0], "ES", tcfg, null_market[1], tmp_path / "null.journal")
-    assert not null.metrics["edge_significant"], null.metrics
-    assert null.metrics["deflated_sharpe"] < 0.95
+    trades = edge.result.holdout_trades
+    assert m["selected"]["trades"] == len(trades) > 0
+    assert (trades["signal_time"] >= pd.Timestamp(m["holdout_start"])).all()
+    assert edge.report.passed, edge.report.table()
+    assert promote_newest_passing(store, ["ES"], by="test")[0]["production"] == edge.name
+    null_store, null = null_stored
+    assert not null.result.metrics["edge_significant"], null.result.metrics
+    assert null.result.metrics["deflated_sharpe"] < 0.95
+    assert "out_of_sample" in null.report.failed
+    rows = promote_newest_passing(null_store, ["ES"], by="test")
+    assert null_store.production("ES") is None and "no version passed" in rows[0]["action"]
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_shuffled_labels_fails_the_gates(edge_market, tcfg, tmp_path):
+    cands, market, data_dir = edge_market
+    rng = np.random.default_rng(3)
+    order = rng.permutation(len(cands))
+    shuffled = cands.copy()
+    for col in ("pnl_net", "win"):  # labels and P&L move together, features stay put
+        shuffled[col] = cands[col].to_numpy()[order]
+    stored = _store_and_validate(ModelStore(tmp_path / "store"), shuffled, tcfg, market, data_dir)
+    assert not stored.report.passed
+    assert "out_of_sample" in stored.report.failed, stored.report.table()
+
+
+@pytest.mark.slow
+def test_edited_metrics_fail_reproduction_and_a_forced_promotion_needs_a_reason(edge_stored, edge_market):
+    store, edge = edge_stored
+    bundle = store.load(edge.name)
+    bundle.metrics["selected"]["net_pnl"] += 100.0  # a flattering edit
+    report = validate_model(bundle, ModelData(edge_market[1]), CFG)
+    repro = report.gate("backtest_reproduction")
+    assert not repro.passed and "net_pnl: stored" in repro.detail
+    assert not report.gate("live_parity").passed and "not run" in report.gate("live_parity").detail
+    # a stored version whose gates failed: promotion is refused, forcing needs a reason
+    name = store.add_version(bundle)
+    store.write_gate_report(name, report_json(report), report.passed)
+    with pytest.raises(PromotionRefused, match="gates not passed: backtest_reproduction"):
+        promote_version(store, name, by="trader")
+    with pytest.raises(PromotionRefused, match="--reason"):
+        promote_version(store, name, by="trader", force=True)
+    from click.testing import CliRunner
+
+    from rooney_core.cli import cli
+
+    env = {"ROONEY_MODEL_STORE": str(store.root)}
+    res = CliRunner().invoke(cli, ["models", "promote", name, "--force"], env=env, obj={})
+    assert res.exit_code != 0 and "--reason" in res.output
+    res = CliRunner().invoke(cli, ["models", "promote", name, "--force", "--reason", "desk override: test"],
+                             env=env, obj={})
+    assert res.exit_code == 0, res.output
+    intent = [r for r in store.audit_log() if r.get("version") == name][-1]
+    assert intent["forced"] is True and intent["reason"] == "desk override: test"
+    assert "backtest_reproduction" in intent["failed_gates"] and intent["status"] == "done"
+    # an edited gate report passes nothing
+    path = store.root / "gates" / f"{edge.name}.json"
+    assert store.gate_report(edge.name)["passed"] is True
+    path.write_text(path.read_text() + " ")
+    with pytest.raises(ModelIntegrityError, match="gates.log"):
+        promote_version(store, edge.name, by="trader")
 
 
 def test_training_config_overrides_and_typos(tmp_path):
@@ -127,13 +208,13 @@ def test_training_config_overrides_and_typos(tmp_path):
 
 
 def test_same_data_config_and_seed_give_the_same_bundle_content_hash(edge_market, tcfg, tmp_path):
-    from rooney_core.training.train import make_bundle, model_gates
+    from rooney_core.training.train import make_bundle
 
     small = tcfg.model_copy(update={"trials": 3})
-    cands, market = edge_market
+    cands, market, _ = edge_market
     a = train_veto_model(cands, "ES", small, market, tmp_path / "a.journal")
     b = train_veto_model(cands, "ES", small, market, tmp_path / "b.journal")
-    ba, bb = make_bundle(a, model_gates(a, 30)), make_bundle(b, model_gates(b, 30))
+    ba, bb = make_bundle(a), make_bundle(b)
     assert ba.content_hash() == bb.content_hash()
     assert a.metrics == b.metrics
     other = train_veto_model(cands, "ES", small.model_copy(update={"seed": 7}), market, tmp_path / "c.journal")
