@@ -312,7 +312,13 @@ def test_sigkill_at_random_moments_leaves_a_readable_store(tmp_path):
         proc = FORK.Process(target=_write_and_promote_forever, args=(str(tmp_path), ready, round_))
         proc.start()
         assert ready.wait(20)
-        time.sleep(rng.uniform(0.05, 0.3))
+        # kill at a random moment after the writer has made progress (a promotion begun), so
+        # every round tests a kill mid-work however slow the machine is
+        size = store.audit_path.stat().st_size
+        deadline = time.monotonic() + 60
+        while store.audit_path.stat().st_size == size and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         _assert_store_reads(store, before, known_good)
