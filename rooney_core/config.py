@@ -132,6 +132,21 @@ class SessionSpec(Strict):
     timezone: str
     open: HHMM
     close: HHMM
+    calendar: str | None = None  # pandas_market_calendars name: holidays and early closes
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from rooney_core.sessions import calendar_names
+
+        names = calendar_names()
+        if v not in names:
+            near = [n for n in names if n.lower().startswith(v.lower()[:4])][:8]
+            raise ValueError(f"unknown exchange calendar {v!r} (pandas_market_calendars; e.g. "
+                             f"{', '.join(near) or 'CME_Equity, CMEGlobex_Metals, CMEGlobex_Energy, CMEGlobex_FX'})")
+        return v
 
     _t = field_validator("open", "close", mode="before")(_parse_hhmm)
 
@@ -146,8 +161,8 @@ class SessionSpec(Strict):
             raise ValueError(f"unknown timezone {v!r}") from exc
         return v
 
-    def calendar(self) -> SessionCalendar:
-        return SessionCalendar(self.timezone, self.open, self.close)
+    def session_calendar(self) -> SessionCalendar:
+        return SessionCalendar(self.timezone, self.open, self.close, self.calendar)
 
 
 class Costs(Strict):
@@ -213,7 +228,7 @@ class InstrumentsConfig(Strict):
             tick_value=spec.tick_value,
             point_value=spec.point_value,
             pair=spec.pair,
-            calendar=self.sessions[spec.session].calendar(),
+            calendar=self.sessions[spec.session].session_calendar(),
             commission_per_side=(
                 spec.commission_per_side
                 if spec.commission_per_side is not None

@@ -1,9 +1,19 @@
-"""The one session calendar: trading dates, in-session tests and bar labels.
+"""The one session calendar: trading dates, in-session tests, bar labels, holidays and early
+closes.
 
-Used to build bars in research and in the live feed alike (parity rule 3). A CME Globex
-trading day opens 17:00 exchange time on the previous calendar day and closes 16:00; the
-hour 16:00-17:00 is the maintenance break and Friday 16:00 - Sunday 17:00 is the weekend.
-Timestamps are naive exchange-local times; `to_exchange_time` converts a UTC live feed.
+Used to build bars in research and in the live feed alike, and by the trading rules (parity
+rule 3). A CME Globex trading day opens 17:00 exchange time on the previous calendar day and
+closes 16:00; the hour 16:00-17:00 is the maintenance break and Friday 16:00 - Sunday 17:00
+is the weekend. Timestamps are naive exchange-local times; `to_exchange_time` converts a UTC
+live feed.
+
+Holidays and early closes come from ``pandas_market_calendars`` (the CME product calendars:
+``CME_Equity``, ``CMEGlobex_Metals``, ``CMEGlobex_Energy``, ``CMEGlobex_FX`` ...), named per
+session in ``configs/instruments.yml``; nothing here is a hand-written holiday list. A
+session whose close is earlier than usual (the Friday after Thanksgiving, 3 July, 24
+December, the equity halts on US holidays) moves the session exit with it: the exit is
+decided one bar before the session's last bar, as on a normal day (14:00 close -> 15:00 fill
+before the 16:00 close), and no entry is taken from that bar on.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ class SessionCalendar:
     timezone: str
     open: time
     close: time
+    exchange: str | None = None  # a pandas_market_calendars name; None: no holidays, no early closes
 
     @property
     def overnight(self) -> bool:
@@ -75,6 +86,47 @@ class SessionCalendar:
         open_on_day = d + np.timedelta64(_minutes(self.open), "m")
         return open_on_day - np.timedelta64(1, "D") if self.overnight else open_on_day
 
+    # -- holidays and early closes (from the exchange calendar) ----------------------------------
+
+    def _special(self) -> _SpecialDays:
+        return _special_days(self.exchange, self.timezone, _minutes(self.close)) if self.exchange else _NO_SPECIAL
+
+    def is_holiday(self, trading_dates: np.ndarray) -> np.ndarray:
+        """True for weekday trading dates the exchange calendar has no session on."""
+        d = np.asarray(trading_dates).astype("datetime64[D]")
+        return np.isin(d, self._special().holidays)
+
+    def close_at(self, trading_dates: np.ndarray) -> np.ndarray:
+        """Exchange-local close (datetime64[m]) of each trading date's session: the usual
+        close, or the exchange calendar's early close."""
+        d = np.asarray(trading_dates).astype("datetime64[D]")
+        out = self.session_close(d)
+        sp = self._special()
+        if len(sp.early_dates):
+            i = np.searchsorted(sp.early_dates, d)
+            i = np.clip(i, 0, len(sp.early_dates) - 1)
+            hit = sp.early_dates[i] == d
+            out = np.where(hit, d.astype("datetime64[m]") + sp.early_minutes[i].astype("timedelta64[m]"), out)
+        return out
+
+    def exit_bar_at(self, trading_dates: np.ndarray, exit_bar: time) -> np.ndarray:
+        """Start (datetime64[m]) of the bar at whose close a position still open is exited
+        in each trading date's session: ``exit_bar`` on a normal day; on a shortened session
+        the same number of bars before its last bar (so the exit fills inside the session).
+        Entries are taken only from bars that start before it."""
+        d = np.asarray(trading_dates).astype("datetime64[D]")
+        normal_last = _last_bar_start(_minutes(self.close))
+        offset = normal_last - _minutes(exit_bar)
+        close = self.close_at(d)
+        close_min = (close - d.astype("datetime64[m]")).astype(np.int64)
+        last = np.floor_divide(close_min - 1, 60) * 60  # start of the clock hour holding the last minute
+        return d.astype("datetime64[m]") + (last - offset).astype("timedelta64[m]")
+
+    def exit_window(self, ts: np.datetime64, exit_bar: time) -> tuple[np.datetime64, np.datetime64]:
+        """(exit bar start, session close) of the session of the bar starting at ``ts``."""
+        d = self.trading_date(np.array([ts]))
+        return self.exit_bar_at(d, exit_bar)[0], self.close_at(d)[0]
+
     def to_exchange_time(self, utc: pd.DatetimeIndex | pd.Series) -> pd.DatetimeIndex:
         """Convert UTC timestamps (aware or naive-as-UTC) to naive exchange-local time."""
         idx = pd.DatetimeIndex(utc)
@@ -88,6 +140,45 @@ class SessionCalendar:
         idx = pd.DatetimeIndex(local)
         return idx.tz_localize(ZoneInfo(self.timezone), ambiguous=np.ones(len(idx), dtype=bool),
                                nonexistent="shift_forward").tz_convert("UTC")
+
+
+def _last_bar_start(close_minute: int) -> int:
+    """Minute of day of the hourly bar holding a session's last minute (15:00 for 16:00)."""
+    return (close_minute - 1) // 60 * 60
+
+
+@dataclass(frozen=True)
+class _SpecialDays:
+    holidays: np.ndarray  # datetime64[D], weekdays without a session
+    early_dates: np.ndarray  # datetime64[D], sorted
+    early_minutes: np.ndarray  # int64 minute of day of each early close
+
+
+_NO_SPECIAL = _SpecialDays(np.empty(0, "datetime64[D]"), np.empty(0, "datetime64[D]"), np.empty(0, np.int64))
+_SPECIAL_CACHE: dict[tuple, _SpecialDays] = {}
+CALENDAR_YEARS = ("1990-01-01", "2045-12-31")
+
+
+def _special_days(exchange: str, timezone: str, normal_close: int) -> _SpecialDays:
+    """Holidays and early closes of ``exchange`` from pandas_market_calendars, in exchange time."""
+    key = (exchange, timezone, normal_close)
+    if key not in _SPECIAL_CACHE:
+        import pandas_market_calendars as mcal
+
+        sched = mcal.get_calendar(exchange).schedule(*CALENDAR_YEARS)
+        days = sched.index.values.astype("datetime64[D]")
+        close = sched["market_close"].dt.tz_convert(timezone).dt.tz_localize(None).values.astype("datetime64[m]")
+        close_min = (close - days.astype("datetime64[m]")).astype(np.int64)
+        weekdays = pd.bdate_range(*CALENDAR_YEARS).values.astype("datetime64[D]")
+        early = close_min < normal_close
+        _SPECIAL_CACHE[key] = _SpecialDays(np.setdiff1d(weekdays, days), days[early], close_min[early])
+    return _SPECIAL_CACHE[key]
+
+
+def calendar_names() -> list[str]:
+    import pandas_market_calendars as mcal
+
+    return list(mcal.get_calendar_names())
 
 
 def _epoch_minutes(ts: np.ndarray) -> np.ndarray:

@@ -66,14 +66,22 @@ def slice_period(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.
     return frame[mask]
 
 
-def possible_entries(features: pd.DataFrame, bars: pd.DataFrame, rules: StrategyConfig) -> np.ndarray:
-    """Bars whose close gives a base entry signal (before position and veto)."""
+def possible_entries(features: pd.DataFrame, bars: pd.DataFrame, rules: StrategyConfig,
+                     calendar) -> np.ndarray:
+    """Bars whose close gives a base entry signal (before position and veto): the rule of
+    ``rules.entry_signal``, vectorised. With ``calendar`` (always, for trading), a bar from
+    its session's exit bar on gives none (a shortened session cuts the windows short);
+    ``calendar=None`` leaves that out (only for tests of the windows alone)."""
     minutes = (bars.index.hour * 60 + bars.index.minute).to_numpy()
     in_window = np.zeros(len(bars), dtype=bool)
     for lo, hi in rules.entry.windows:
         in_window |= (minutes >= lo.hour * 60 + lo.minute) & (minutes <= hi.hour * 60 + hi.minute)
     ibs = features["ibs"].to_numpy(dtype=float)
-    return in_window & (ibs <= rules.entry.ibs_max + strategy_rules.IBS_EPS)
+    out = in_window & (ibs <= rules.entry.ibs_max + strategy_rules.IBS_EPS)
+    if calendar is not None:
+        ts = bars.index.values.astype("datetime64[m]")
+        out &= ts < calendar.exit_bar_at(calendar.trading_date(ts), rules.exits.session_exit_bar)
+    return out
 
 
 def run_backtest(
@@ -99,7 +107,7 @@ def run_backtest(
     source = PrecomputedFeatures(feats)
     if model is not None and hasattr(model, "estimator") and not isinstance(model, RowVeto):
         # a bundle: predict every possible entry bar in one call (same numbers as per row)
-        possible = possible_entries(feats, bars, rules)
+        possible = possible_entries(feats, bars, rules, instrument.calendar)
         model = BatchedVeto(model.estimator, model.feature_names, model.threshold, feats, possible)
 
     cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, quicknotify=True)

@@ -5,8 +5,9 @@ pipeline:
 
 * **Calendar.** Bars exist only inside each instrument's session calendar (Globex: 17:00
   the previous day -> 16:00, no bars in the 16:00 maintenance break or from Friday 16:00 to
-  Sunday 17:00); a few holidays (``holidays``, by trading date) have no session at all. A
-  request ``start .. end`` covers the sessions whose *trading dates* lie in that range.
+  Sunday 17:00); the exchange calendar's holidays have no session and its early closes end
+  the session early (the same ``SessionCalendar`` the bars and the rules use). A request
+  ``start .. end`` covers the sessions whose *trading dates* lie in that range.
 * **Prices.** Log prices, so no price can go negative. Each instrument starts at its
   ``start_price`` (moved by its drift from ``reference_date`` to ``start``) and drifts; when
   it leaves ``price_range`` each session opens with a pull back (half-life
@@ -64,7 +65,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -177,7 +177,6 @@ class MarketInstrument(Strict):
 
 class SampleMarket(Strict):
     reference_date: Annotated[str, BeforeValidator(parse_date)]
-    holidays: list[str] = []
     band_half_life_days: float = Field(gt=0)
     session_gap_hours: float = Field(ge=0)
     intraday: IntradaySpec
@@ -185,18 +184,6 @@ class SampleMarket(Strict):
     volume: VolumeSpec
     edge: EdgeSpec
     instruments: dict[str, MarketInstrument]
-
-    @field_validator("holidays")
-    @classmethod
-    def _mmdd(cls, v: list[str]) -> list[str]:
-        for s in v:
-            try:
-                ok = re.fullmatch(r"\d{2}-\d{2}", s) and pd.Timestamp(f"2000-{s}")
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError(f"holiday must be 'MM-DD', got {s!r}")
-        return v
 
     def spec(self, symbol: str) -> MarketInstrument:
         if symbol not in self.instruments:
@@ -227,19 +214,7 @@ def _rng(seed: int, *names: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *map(_stable_hash, names)]))
 
 
-def _holidays_between(d0: np.datetime64, d1: np.datetime64, holidays: list[str]) -> np.ndarray:
-    """Per calendar day in [d0, d1]: is it a holiday (by month and day)?"""
-    days = np.arange(d0, d1 + 1)
-    month_start = days.astype("datetime64[M]")
-    month = month_start.astype(np.int64) % 12 + 1
-    day = (days - month_start.astype("datetime64[D]")).astype(np.int64) + 1
-    codes = [int(h[:2]) * 100 + int(h[3:]) for h in holidays]
-    return np.isin(month * 100 + day, codes)
-
-
-def _timeline(
-    cal: SessionCalendar, start: str, end: str, interval: int, holidays: list[str]
-) -> np.ndarray:
+def _timeline(cal: SessionCalendar, start: str, end: str, interval: int) -> np.ndarray:
     """Bar starts (datetime64[s]) of the sessions with trading dates in [start, end]."""
     d0, d1 = np.datetime64(start, "D"), np.datetime64(end, "D")
     if d1 < d0:
@@ -247,11 +222,10 @@ def _timeline(
     t0 = cal.session_open(np.array([d0]))[0]
     t1 = cal.session_close(np.array([d1]))[0]
     ts = np.arange(t0, t1, np.timedelta64(interval, "m")).astype("datetime64[s]")
-    day = (cal.trading_date(ts) - d0).astype(np.int64)
-    in_range = (day >= 0) & (day <= (d1 - d0).astype(np.int64))
-    is_holiday = _holidays_between(d0, d1, holidays)
-    holiday = is_holiday[np.clip(day, 0, len(is_holiday) - 1)]
-    return ts[cal.in_session(ts) & in_range & ~holiday]
+    td = cal.trading_date(ts)
+    in_range = (td >= d0) & (td <= d1)
+    before_close = ts < cal.close_at(td).astype("datetime64[s]")  # early closes end the session early
+    return ts[cal.in_session(ts) & in_range & ~cal.is_holiday(td) & before_close]
 
 
 def _run_starts(keys: np.ndarray) -> np.ndarray:
@@ -323,7 +297,7 @@ def _draw_group(
     # which members were requested.
     known = cfg.instruments.instruments
     cals = {cfg.instrument(s).calendar for s in market.members(name) if s in known}
-    timelines = {c: _timeline(c, start, end, interval, market.holidays) for c in cals}
+    timelines = {c: _timeline(c, start, end, interval) for c in cals}
     ts = np.sort(np.concatenate(list(timelines.values())), kind="stable")  # merges sorted runs
     ts = ts[_run_starts(ts)]
     hours = ts.astype("datetime64[h]")

@@ -239,7 +239,7 @@ def holdout_probabilities(bundle, market) -> np.ndarray:
     start = (bundle.metrics or {}).get("holdout_start")
     bars = slice_period(market.hourly, start, None)
     feats = slice_period(market.features, start, None)
-    signals = possible_entries(feats, bars, market.rules)
+    signals = possible_entries(feats, bars, market.rules, market.instrument.calendar)
     x = feats.loc[signals, bundle.feature_names].to_numpy(dtype=float)
     x = x[~np.isnan(x).any(axis=1)]
     return bundle.estimator.predict_proba(x)[:, 1] if len(x) else np.empty(0)

@@ -100,6 +100,17 @@ class DecisionCore:
         self.entry: dict | None = None  # the open trade's record so far
         self.trades: list[dict] = []
         self.decisions: list[dict] = []
+        self._windows: dict = {}  # trading date -> (exit bar start, session close)
+
+    def _exit_window(self, ts: Any) -> tuple[np.datetime64, np.datetime64]:
+        """(exit bar start, close) of the session of the bar at ``ts`` (exchange calendar:
+        early closes move both), cached per trading date."""
+        day = self.inst.calendar.trading_date(np.array([np.datetime64(ts, "m")]))[0]
+        win = self._windows.get(day)
+        if win is None:
+            win = self._windows[day] = self.inst.calendar.exit_window(np.datetime64(ts, "m"),
+                                                                      self.cfg.exits.session_exit_bar)
+        return win
 
     def _log(self, ts: Any, event: str, reason: str, **extra) -> None:
         self.decisions.append({"time": ts, "event": event, "reason": reason, **extra})
@@ -145,10 +156,12 @@ class DecisionCore:
             return None  # one order at a time: wait for the broker's answer
         ibs = row[self._ibs_col]
         bar_start = bar_start_time(ts)
+        exit_bar, session_close = self._exit_window(ts)
+        t = np.datetime64(ts, "m")
         if self.position is not None:
             ps = self.position = rules.Position(self.position.entry_price, self.position.contracts,
                                                 self.position.bars_held + 1)
-            reason = rules.exit_reason(ps, close, ibs, bar_start, self.cfg, self.inst.calendar.close)
+            reason = rules.exit_reason(ps, close, ibs, self.cfg, exit_bar <= t < session_close)
             if reason is None:
                 return None
             self.exit_reason = reason
@@ -156,7 +169,7 @@ class DecisionCore:
             self._log(ts, "exit_order", reason)
             self.pending = OrderIntent(SELL, ps.contracts, reason, ts)
             return self.pending
-        if not rules.entry_signal(ibs, bar_start, self.cfg):
+        if not rules.entry_signal(ibs, bar_start, self.cfg, room=t < exit_bar):
             return None
         decision = veto_decision(self.model, self.feature_names, row, self.veto_enabled,
                                  self.cfg.veto.when_no_model)

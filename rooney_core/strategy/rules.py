@@ -41,19 +41,23 @@ def in_entry_window(bar_start: time, rules: StrategyConfig) -> bool:
     return any(lo <= bar_start <= hi for lo, hi in rules.entry.windows)
 
 
-def entry_signal(ibs: float, bar_start: time, rules: StrategyConfig) -> bool:
-    """Base IBS entry at this bar's close (before any veto). A missing IBS is no signal."""
-    return ibs == ibs and ibs <= rules.entry.ibs_max + IBS_EPS and in_entry_window(bar_start, rules)
+def entry_signal(ibs: float, bar_start: time, rules: StrategyConfig, room: bool = True) -> bool:
+    """Base IBS entry at this bar's close (before any veto). A missing IBS is no signal.
+    ``room``: the bar starts before its session's exit bar (``SessionCalendar.exit_bar_at``),
+    so the entry's fill and its forced exit both land inside the session; on a normal day
+    the entry windows already end before it, on a shortened session it cuts them short."""
+    return room and ibs == ibs and ibs <= rules.entry.ibs_max + IBS_EPS and in_entry_window(bar_start, rules)
 
 
-def exit_reason(
-    position: Position, close: float, ibs: float, bar_start: time, rules: StrategyConfig, session_close: time
-) -> str | None:
+def exit_reason(position: Position, close: float, ibs: float, rules: StrategyConfig,
+                at_session_exit: bool) -> str | None:
     """Why to exit at this bar's close, first match wins; None to hold.
 
     ``position.bars_held`` must already count this bar (1 at the close of the fill bar).
-    The session exit fires at the close of the ``session_exit_bar`` (14:00) bar, or of any
-    later bar before the session close if that bar is missing from the data.
+    ``at_session_exit``: the bar starts at or after its session's exit bar (the
+    ``session_exit_bar``, 14:00, on a normal day; earlier on a shortened session, from the
+    exchange calendar) and before the session's close, so the exit fills inside the session
+    (a missing exit bar is covered: any later bar of the session qualifies).
     """
     if position.bars_held < 1:
         return None  # the signal bar itself: the entry has not filled yet
@@ -66,7 +70,7 @@ def exit_reason(
         return IBS_EXIT
     if position.bars_held >= ex.max_holding_bars:
         return TIME_STOP
-    if ex.session_exit_bar <= bar_start < session_close:
+    if at_session_exit:
         return SESSION_EXIT
     return None
 

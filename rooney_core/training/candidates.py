@@ -42,7 +42,7 @@ def label_signals(hourly: pd.DataFrame, features: pd.DataFrame, instrument: Inst
     ts = bars.index.values
     opens, closes = bars["open"].to_numpy(dtype=float), bars["close"].to_numpy(dtype=float)
     ibs = feats[["ibs"]].to_numpy(dtype=np.float64)  # all the core reads with the veto off
-    signals = np.flatnonzero(possible_entries(feats, bars, rules))
+    signals = np.flatnonzero(possible_entries(feats, bars, rules, instrument.calendar))
     rows: list[dict] = []
     busy_until = -1  # the veto-off strategy's position (or pending order) covers bars <= this
     unresolved = 0

@@ -39,12 +39,12 @@ def assert_names(message: str, path: Path, key: str, fragment: str = "") -> None
 
 # --- configs/*.yml: one table of edits -----------------------------------------------------
 
-ES_ROW = "ES:  {name: E-mini S&P 500,         tick_size: 0.25,      tick_value: 12.50, pair: NQ,  session: cme_globex}"
+ES_ROW = "ES:  {name: E-mini S&P 500,         tick_size: 0.25,      tick_value: 12.50, pair: NQ,  session: cme_equity}"
 SYMBOLS_ROW = "symbols: [ES, NQ, GC, SI, CL, NG]\n  # What"
 
 CONFIG_EDITS = [
     # duplicate keys: PyYAML keeps the last, so ES's point value silently became 0.5
-    ("dup-flow-key", "instruments.yml", "session: cme_globex}\n  NQ:", "session: cme_globex, tick_size: 25}\n  NQ:",
+    ("dup-flow-key", "instruments.yml", "session: cme_equity}\n  NQ:", "session: cme_equity, tick_size: 25}\n  NQ:",
      "instruments.ES.tick_size", "duplicate key"),
     ("dup-top-key", "pipeline.yml", "reports_dir: dagster_home/storage/reports",
      "reports_dir: dagster_home/storage/reports\nlake_dir: /tmp/elsewhere", "lake_dir", "duplicate key"),
@@ -109,7 +109,10 @@ CONFIG_EDITS = [
     ("negative-seed", "pipeline.yml", "seed: 7", "seed: -7", "sample_data.seed", "greater than or equal to 0"),
     ("windows-not-a-list", "strategy.yml", '    - ["17:00", "23:00"]\n    - ["00:00", "13:00"]', "    5",
      "entry.windows", "list of"),
-    ("open-bool", "instruments.yml", 'open: "17:00"', "open: yes", "sessions.cme_globex.open", "HH:MM"),
+    ("open-bool", "instruments.yml", 'cme_equity: {timezone: America/Chicago, open: "17:00"',
+     "cme_equity: {timezone: America/Chicago, open: yes", "sessions.cme_equity.open", "HH:MM"),
+    ("unknown-calendar", "instruments.yml", "calendar: CMEGlobex_FX}", "calendar: CME_Forex}",
+     "sessions.cme_fx.calendar", "unknown exchange calendar"),
 ]
 
 
@@ -123,7 +126,7 @@ def test_config_edit_is_an_error_naming_file_and_key(config_dir, file, old, new,
 
 def test_duplicate_key_names_both_lines(config_dir):
     path = config_dir / "instruments.yml"
-    edit(path, ES_ROW, ES_ROW.replace("session: cme_globex}", "session: cme_globex, tick_size: 25}"))
+    edit(path, ES_ROW, ES_ROW.replace("session: cme_equity}", "session: cme_equity, tick_size: 25}"))
     with pytest.raises(ConfigError) as exc:
         load_config(config_dir)
     line = line_of(path, "ES:  {")
@@ -453,7 +456,7 @@ def test_cli_backtest_date_options_are_parsed_first(config_dir, empty_data_dir, 
 
 def test_cli_duplicate_key_fails_at_load(config_dir, empty_data_dir):
     path = config_dir / "instruments.yml"
-    edit(path, ES_ROW, ES_ROW.replace("session: cme_globex}", "session: cme_globex, tick_size: 25}"))
+    edit(path, ES_ROW, ES_ROW.replace("session: cme_equity}", "session: cme_equity, tick_size: 25}"))
     res = run(config_dir, "check-data", str(empty_data_dir), "--symbols", "ES")
     assert res.exit_code == 2, res.output
     assert f"{path}: line {line_of(path, 'ES:  {')}: key 'instruments.ES.tick_size': duplicate key" in res.stderr

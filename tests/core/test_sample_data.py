@@ -62,7 +62,7 @@ def test_every_instrument_has_market_parameters(cfg: RooneyConfig, market: Sampl
 
 def test_unknown_key_is_a_config_error_naming_file_and_key(tmp_path: Path) -> None:
     text = (sample.config_dir_from_env() / "sample_market.yml").read_text()
-    (tmp_path / "sample_market.yml").write_text(text.replace("holidays:", "holidayz:"))
+    (tmp_path / "sample_market.yml").write_text(text.replace("band_half_life_days:", "holidayz:"))
     with pytest.raises(ConfigError, match=r"sample_market\.yml.*holidayz"):
         load_sample_market(tmp_path)
 
@@ -184,12 +184,19 @@ def test_intraday_volume_u_shape_and_volatility_clustering(
 # --- the planted edge --------------------------------------------------------------------
 
 
-def forward_after_low_ibs(frame: pd.DataFrame, hours: int = 4) -> np.ndarray:
-    """Log return from the next hour's open to the open ``hours`` later, after IBS <= 0.2."""
+def forward_after_low_ibs(frame: pd.DataFrame, hours: int = 4, low: bool = True) -> np.ndarray:
+    """Log return from the next hour's open to the open ``hours`` later, after IBS <= 0.2
+    (``low=False``: after every bar, the drift it is compared with)."""
     h = hourly(frame)
-    signal = np.flatnonzero(ibs(h)[: -hours - 1] <= 0.2)
+    signal = np.flatnonzero(ibs(h)[: -hours - 1] <= 0.2) if low else np.arange(len(h) - hours - 1)
     o = np.log(h["open"].to_numpy())
     return o[signal + 1 + hours] - o[signal + 1]
+
+
+def excess_t(frame: pd.DataFrame) -> float:
+    """t statistic of the forward return after low IBS minus that after any bar (the drift)."""
+    a, b = forward_after_low_ibs(frame), forward_after_low_ibs(frame, low=False)
+    return float((a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
 
 
 def t_stat(x: np.ndarray) -> float:
@@ -200,10 +207,11 @@ def test_edge_follows_low_ibs_and_null_market_has_none(
     cfg: RooneyConfig, market: SampleMarket
 ) -> None:
     args = (["ES"], "2022-01-01", "2023-12-31", 11)
-    with_edge = forward_after_low_ibs(generate_bars(*args, 1.0, cfg, market, 5)["ES"])
-    null = forward_after_low_ibs(generate_bars(*args, 0.0, cfg, market, 5)["ES"])
-    assert t_stat(with_edge) > 3
-    assert abs(t_stat(null)) < 3
+    edge_frame = generate_bars(*args, 1.0, cfg, market, 5)["ES"]
+    null_frame = generate_bars(*args, 0.0, cfg, market, 5)["ES"]
+    with_edge, null = forward_after_low_ibs(edge_frame), forward_after_low_ibs(null_frame)
+    assert t_stat(with_edge) > 3 and excess_t(edge_frame) > 3
+    assert abs(excess_t(null_frame)) < 3  # no more than the drift every bar has
     diff = with_edge.mean() - null.mean()
     se = np.sqrt(with_edge.var() / len(with_edge) + null.var() / len(null))
     assert diff > 2 * se

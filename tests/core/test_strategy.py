@@ -100,14 +100,14 @@ def test_stop_loss_and_take_profit():
 def test_stop_loss_wins_over_ibs_exit_and_time_stop():
     # a bar that both closes below the stop and has IBS 1.0 would be impossible; test order on rules
     pos = rules.Position(entry_price=100.0, contracts=1, bars_held=8)
-    assert rules.exit_reason(pos, 98.9, 0.9, time(10), RULES, time(16)) == "stop_loss"
-    assert rules.exit_reason(pos, 101.1, 0.9, time(10), RULES, time(16)) == "take_profit"
-    assert rules.exit_reason(pos, 100.0, 0.9, time(10), RULES, time(16)) == "ibs_exit"
-    assert rules.exit_reason(pos, 100.0, 0.5, time(14), RULES, time(16)) == "time_stop"
+    assert rules.exit_reason(pos, 98.9, 0.9, RULES, False) == "stop_loss"
+    assert rules.exit_reason(pos, 101.1, 0.9, RULES, False) == "take_profit"
+    assert rules.exit_reason(pos, 100.0, 0.9, RULES, False) == "ibs_exit"
+    assert rules.exit_reason(pos, 100.0, 0.5, RULES, True) == "time_stop"
     pos7 = rules.Position(100.0, 1, 7)
-    assert rules.exit_reason(pos7, 100.0, 0.5, time(14), RULES, time(16)) == "session_exit"
-    assert rules.exit_reason(pos7, 100.0, 0.5, time(13), RULES, time(16)) is None
-    assert rules.exit_reason(rules.Position(100.0, 1, 0), 90.0, 0.9, time(14), RULES, time(16)) is None
+    assert rules.exit_reason(pos7, 100.0, 0.5, RULES, True) == "session_exit"
+    assert rules.exit_reason(pos7, 100.0, 0.5, RULES, False) is None
+    assert rules.exit_reason(rules.Position(100.0, 1, 0), 90.0, 0.9, RULES, True) is None
 
 
 def test_time_stop_at_the_close_of_holding_bar_8():
@@ -299,7 +299,7 @@ def test_every_base_signal_is_labelled_on_its_own_including_those_inside_an_open
 
     f = _full_features(sample_hourly)
     c = extract_candidates(sample_hourly, f, ES, RULES)
-    signals = sample_hourly.index[possible_entries(f, sample_hourly, RULES)]
+    signals = sample_hourly.index[possible_entries(f, sample_hourly, RULES, ES.calendar)]
     assert list(c["signal_time"]) == list(signals[:len(c)]) and len(signals) - len(c) == c.attrs["unresolved"] <= 2
     base = run_backtest(sample_hourly, f, ES, RULES, veto_enabled=False).trades
     taken = c[~c["overlaps"]].reset_index(drop=True)
