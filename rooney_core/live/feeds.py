@@ -251,7 +251,7 @@ def databento_live_feed(cfg: RooneyConfig, symbols: list[str], dataset: str = DA
             except Exception as exc:  # the client's BentoError (a refused key), OSError, ValueError
                 raise RooneyError(f"--feed databento: cannot subscribe to {dataset}: "
                                   f"{redact_text(str(exc), [key])}") from None
-            for rec in client:
+            for rec in _records(client):
                 out = decoder.decode(rec)
                 if isinstance(out, str):
                     yield FeedProblem(None, f"databento {dataset}", out)
@@ -282,6 +282,41 @@ def databento_live_feed(cfg: RooneyConfig, symbols: list[str], dataset: str = DA
                 client.terminate()
             except Exception:  # noqa: BLE001 - never connected, or closed already
                 pass
+
+
+class _Closed(NamedTuple):
+    error: BaseException | None
+
+
+def _records(client: Any) -> Iterator[Any]:
+    """Every record of a started ``databento.Live`` session, until it closes (a dropped
+    connection raises the client's error). Records are taken by a callback registered before
+    the session starts: the client's own iterator enables its queue only after starting the
+    session, so a gateway that answers at once (a nearby one) could have its first records,
+    the symbol mappings among them, dropped."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue()
+    client.add_callback(q.put)
+    client.start()
+
+    def wait() -> None:
+        try:
+            client.block_for_close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            q.put(_Closed(exc))
+        else:
+            q.put(_Closed(None))
+
+    threading.Thread(target=wait, name="databento-close", daemon=True).start()
+    while True:
+        item = q.get()
+        if isinstance(item, _Closed):
+            if item.error is not None:
+                raise item.error
+            return
+        yield item
 
 
 def parse_feed_spec(spec: str) -> tuple[str, str, float | None]:

@@ -569,9 +569,19 @@ class _GatewaySession(socketserver.StreamRequestHandler):
             self.wfile.write(srv.meta + b"".join(bytes(r) for r in records[:srv.drop_after]))
             self.wfile.flush()
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()  # a reset, not a clean end
+            # a reset, not a clean end: close every handle on the socket now (the file objects
+            # hold it open, and socketserver's own shutdown would otherwise send a FIN first)
+            self.wfile.close()
+            self.rfile.close()
+            self.connection.close()
             return
         self.wfile.write(srv.meta + b"".join(bytes(r) for r in records))
+        self.wfile.flush()
+        # a real gateway keeps streaming; this one ends the session once the client has had time
+        # to read what it sent (closing at once races the client's start of iteration)
+        import time
+
+        time.sleep(0.3)
 
 
 @pytest.fixture
