@@ -255,30 +255,34 @@ def _bars_and_features(cfg, data_dir: Path, symbol: str):
 @click.option("--model-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Research only: a bundle.skops file outside the store. Unverified; needs --trust-file.")
 @click.option("--trust-file", is_flag=True, help="Accept --model-file although nothing vouches for it.")
+@click.option("--in-sample", is_flag=True,
+              help="Allow a --start before the model's holdout start (the result is labelled in-sample).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
-def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, model_file, trust_file, out_dir: Path) -> None:
-    """Run the production IbsStrategy: trades.csv, metrics.json and equity.png in --out."""
+def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, model_file, trust_file, in_sample: bool,
+             out_dir: Path) -> None:
+    """Run the production IbsStrategy: trades.csv, metrics.json and equity.png in --out. With a
+    model, the period starts at its holdout start unless --start (and --in-sample) say otherwise."""
     import json
 
-    from rooney_core.backtest.runner import TRADE_CSV_COLUMNS, run_backtest
+    from rooney_core.backtest.runner import TRADE_CSV_COLUMNS, model_period, run_backtest
     from rooney_core.io import write_bytes_atomic, write_text_atomic
     from rooney_core.reports import equity_curve
 
     cfg = _cfg(ctx)
     model, model_name = _backtest_model(cfg, symbol, model_ref, model_file, trust_file)
+    start, sample = model_period(model, start, cfg.pipeline.backtest.start, in_sample)  # before any work
     hourly, feats = _bars_and_features(cfg, data_dir, symbol)
-    start = start or cfg.pipeline.backtest.start
     capital = cfg.pipeline.backtest.initial_capital
     t0 = time.perf_counter()
     result = run_backtest(hourly, feats, cfg.instrument(symbol), cfg.strategy, capital=capital, model=model,
                           start=start, end=end, model_name=model_name)
     _say(f"{symbol}: {len(result.trades)} trades over {result.bars} bars in {time.perf_counter() - t0:.1f} s "
-         f"({result.model_used})")
+         f"({result.model_used}; {sample})")
     out_dir.mkdir(parents=True, exist_ok=True)
     trades = result.trades[TRADE_CSV_COLUMNS]
     write_text_atomic(trades.to_csv(index=False), out_dir / "trades.csv")
-    metrics = {"symbol": symbol, "start": start, "end": end, "model": result.model_used,
+    metrics = {"symbol": symbol, "start": start, "end": end, "model": result.model_used, "sample": sample,
                **{k: (None if isinstance(v, float) and v != v else v) for k, v in result.metrics.items()}}
     write_text_atomic(json.dumps(metrics, indent=2), out_dir / "metrics.json")
     write_bytes_atomic(equity_curve(f"{symbol} {start} .. {end or 'end'}", result.equity, capital),

@@ -54,6 +54,26 @@ class BacktestResult:
         return vetoes / (vetoes + entries) if vetoes + entries else 0.0
 
 
+def model_period(model, start: str | None, default_start: str | None, in_sample: bool = False
+                 ) -> tuple[str | None, str]:
+    """(start, what the period is) of a backtest with a veto ``model``. A model's backtest is
+    out of sample only from its holdout start (a session open; the bundle records it), so
+    that is the default; a period starting earlier is refused unless ``in_sample`` is asked
+    for, and then labelled in-sample. Without a model: ``start`` or the default."""
+    hold = (getattr(model, "metrics", None) or {}).get("holdout_start") if model is not None else None
+    if hold is None:
+        return start or default_start, "no model" if model is None else "model without a recorded holdout start"
+    if start is None:
+        return str(hold), f"out of sample (from the model's holdout start {hold})"
+    if pd.Timestamp(start) < pd.Timestamp(hold):
+        if not in_sample:
+            raise RooneyError(f"the backtest would start {start}, before the model's holdout start {hold}: "
+                              "those bars trained or selected it, so the result would be in-sample. Start at or "
+                              "after the holdout start (the default), or ask for it with --in-sample")
+        return start, f"IN-SAMPLE: starts {start}, before the model's holdout start {hold}"
+    return start, f"out of sample (from {start}; holdout start {hold})"
+
+
 def slice_period(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
     """Bars whose start lies in [start, end] (dates inclusive)."""
     lo = pd.Timestamp(start) if start else None

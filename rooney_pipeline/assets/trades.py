@@ -6,7 +6,7 @@ import pandas as pd
 from pydantic import field_validator
 
 from rooney_core.backtest.reconcile import ReconciliationError, read_reference_trades, reconcile
-from rooney_core.backtest.runner import run_backtest
+from rooney_core.backtest.runner import model_period, run_backtest
 from rooney_core.config import parse_date
 from rooney_core.reports import equity_curve
 from rooney_core.training.candidates import extract_candidates
@@ -55,6 +55,8 @@ class BacktestConfig(dg.Config):
     """First date (YYYY-MM-DD); default pipeline.yml backtest.start."""
     end: str | None = None
     """Last date; default pipeline.yml backtest.end, else the end of the data."""
+    in_sample: bool = False
+    """Allow a start before the production model's holdout start (labelled in-sample)."""
 
     @field_validator("start", "end")
     @classmethod
@@ -87,7 +89,8 @@ def instrument_backtest(context: dg.AssetExecutionContext, config: BacktestConfi
     symbol = context.partition_key
     inst = cfg.instrument(symbol)
     model, model_note = production_model(rooney, symbol)
-    start, end = config.start or bt_cfg.start, config.end or bt_cfg.end
+    start, sample = model_period(model, config.start, bt_cfg.start, config.in_sample)
+    end = config.end or bt_cfg.end
     result = run_backtest(rooney.lake.read("hourly", symbol), rooney.lake.read("features", symbol), inst,
                           cfg.strategy, capital=bt_cfg.initial_capital, model=model, start=start, end=end,
                           model_name=model_note)
@@ -101,6 +104,7 @@ def instrument_backtest(context: dg.AssetExecutionContext, config: BacktestConfi
         metadata={
             "model": model_note,
             "period": f"{start} .. {end or 'end of data'}",
+            "sample": sample,
             "trades": metrics["trades"],
             "net_pnl": metrics["net_pnl"],
             "sharpe": metrics["sharpe"],

@@ -315,3 +315,20 @@ def test_every_base_signal_is_labelled_on_its_own_including_those_inside_an_open
     # and one started on a bar where the backtest was in a position is indeed inside one of its trades
     t = inside["signal_time"].iloc[0]
     assert ((base["signal_time"] < t) & (base["exit_time"] > t)).any()
+
+
+def test_a_models_backtest_is_out_of_sample_unless_asked_and_then_labelled():
+    from types import SimpleNamespace
+
+    from rooney_core.backtest.runner import model_period
+    from rooney_core.errors import RooneyError
+
+    model = SimpleNamespace(metrics={"holdout_start": "2022-12-31 17:00:00"})
+    start, label = model_period(model, None, "2015-01-01")
+    assert start == "2022-12-31 17:00:00" and label.startswith("out of sample")
+    assert model_period(model, "2023-06-01", "2015-01-01")[1].startswith("out of sample")
+    with pytest.raises(RooneyError, match="before the model's holdout start.*--in-sample"):
+        model_period(model, "2020-01-01", "2015-01-01")
+    start, label = model_period(model, "2020-01-01", "2015-01-01", in_sample=True)
+    assert start == "2020-01-01" and label.startswith("IN-SAMPLE")
+    assert model_period(None, None, "2015-01-01") == ("2015-01-01", "no model")
