@@ -47,7 +47,7 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict:
 
 
 def make_forest(params: dict, seed: int, n_jobs: int = 1) -> RandomForestClassifier:
-    return RandomForestClassifier(bootstrap=True, oob_score=True, random_state=seed, n_jobs=n_jobs, **params)
+    return RandomForestClassifier(bootstrap=True, random_state=seed, n_jobs=n_jobs, **params)
 
 
 def fit_forest(params: dict, seed: int, n_jobs: int, x: np.ndarray, y: np.ndarray,

@@ -155,8 +155,10 @@ def test_storage_password_is_never_kept_nor_hashed(candidates, clean_hash, tcfg,
     secret = "s3cret-Pa55"
     url = f"postgresql+psycopg2://postgres:{secret}@127.0.0.1:5432/test"
     store = ModelStore(tmp_path / "store")
+    from rooney_core.model.gates import ModelData
+
     stored = train_and_store(pd.read_parquet(candidates), "ES", tcfg.model_copy(update={"storage": url}),
-                             _market(candidates), store)
+                             ModelData(_market(candidates), data_dir=candidates.parent, parity_months=1), store, CFG)
     assert stored.bundle.content_hash() == clean_hash  # where the study ran is not the model
     assert stored.bundle.config["storage"] == "postgresql+psycopg2://postgres:***@127.0.0.1:5432/test"
     for path in (store.root / "versions" / stored.name).iterdir():
