@@ -347,14 +347,15 @@ def _store(cfg):
 @click.option("--symbol", required=True)
 @click.option("--trials", type=int, default=None, help="Optuna trials (default: configs/training).")
 @click.option("--profile", default=None, help="Extra training config layer, e.g. 'demo' (configs/training/demo.yml).")
-@click.option("--promote", is_flag=True, help="Promote the new version if its gates pass.")
+@click.option("--promote", is_flag=True,
+              help="If its gates pass: the paper stage (validation.yml paper.sessions), or production without one.")
 @click.pass_context
 def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | None, promote: bool) -> None:
     """Tune and train a veto model; add it to the model store and print its version name."""
     import getpass
 
     from rooney_core.model.gates import ModelData
-    from rooney_core.model.promotion import promote_version
+    from rooney_core.model.promotion import stage_or_promote
     from rooney_core.training.candidates import extract_candidates
     from rooney_core.training.config import load_training_config
     from rooney_core.training.store_version import train_and_store
@@ -374,8 +375,11 @@ def train(ctx, data_dir: Path, symbol: str, trials: int | None, profile: str | N
     _say(f"{name}: report {store.version_dir(name) / 'report.html'}; gates "
          + ("passed" if not failed else f"FAILED: {', '.join(failed)}"))
     if promote and not failed:
-        promote_version(store, name, by=f"{getpass.getuser()} (rooney train)", reason="trained and gates passed")
-        _say(f"{name} promoted to production")
+        sessions = cfg.validation.for_symbol(symbol).paper.sessions
+        stage_or_promote(store, name, by=f"{getpass.getuser()} (rooney train)", reason="trained and gates passed",
+                         paper_sessions=sessions)
+        _say(f"{name} in the paper stage for {sessions} sessions (then production: rooney models paper {symbol})"
+             if sessions else f"{name} promoted to production")
     elif promote:
         _say(f"{name} not promoted: gates failed")
     click.echo(name)
@@ -405,6 +409,19 @@ def models_list(ctx, symbol: str | None) -> None:
     except RooneyError as err:  # a damaged manifest must not hide the versions
         click.echo(f"warning: {err}", err=True)
         production = {}
+    from rooney_core.model.staging import watched
+
+    cfg = _cfg(ctx)
+    for sym in sorted({m["symbol"] for m in rows}):
+        try:
+            paper, entry = store.paper_entry(sym), store.production_entry(sym)
+        except RooneyError:
+            continue
+        if paper:
+            click.echo(f"{sym}: {paper['version']} in the paper stage since {paper['since']} "
+                       f"({paper.get('status')}; {(paper.get('result') or {}).get('summary', 'no result yet')})")
+        if watched(entry, cfg.validation.for_symbol(sym).paper.watch_days):
+            click.echo(f"{sym}: {entry['version']} WATCHED (in production since {entry['promoted_at']})")
     click.echo(f"{'version':<10} {'prod':<5} {'trained (UTC)':<20} {'trades':>6} {'Sharpe sel':>10} "
                f"{'Sharpe all':>10} {'AUC':>6} {'DSR':>6}  gates")
     for m in rows:
@@ -493,11 +510,40 @@ def models_promote(ctx, version: str, reason: str | None, force: bool) -> None:
 
     from rooney_core.model.promotion import promote_version
 
-    store = _store(_cfg(ctx))
+    cfg = _cfg(ctx)
+    store = _store(cfg)
+    sessions = cfg.validation.for_symbol(version.rsplit("_v", 1)[0]).paper.sessions if "_v" in version else 0
     entry = promote_version(store, version, by=getpass.getuser(), reason=reason or ("" if force else
-                            "manual promotion"), force=force)
-    forced = f"; FORCED past failed gates: {', '.join(entry['failed_gates'])}" if entry.get("forced") else ""
-    click.echo(f"{version} in production (previous: {entry.get('previous')}){forced}")
+                            "manual promotion"), force=force, paper_sessions=sessions)
+    skipped = [f"failed gates {', '.join(entry['failed_gates'])}"] if entry.get("failed_gates") else []
+    skipped += [f"the paper stage ({entry['skipped_paper']})"] if entry.get("skipped_paper") else []
+    forced = f"; FORCED past {'; '.join(skipped)}" if entry.get("forced") else ""
+    click.echo(f"{version} in production (previous: {entry.get('previous')}){forced}; checklist {entry['checklist']}")
+
+
+@models.command("paper")
+@click.argument("symbol")
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--replay-history", is_flag=True,
+              help="With no session after staging in the data (history), judge the last N sessions instead.")
+@click.pass_context
+def models_paper(ctx, symbol: str, data_dir: Path, replay_history: bool) -> None:
+    """Judge SYMBOL's version in the paper stage (paper vs backtest of the same sessions);
+    promote it when within the bounds of validation.yml (what the paper_stage sensor does)."""
+    import getpass
+
+    from rooney_core.model.promotion import graduate
+    from rooney_core.model.staging import evaluate_paper
+
+    cfg = _cfg(ctx)
+    store = _store(cfg)
+    result = evaluate_paper(cfg, store, symbol, data_dir, replay_history=replay_history)
+    entry = graduate(store, result, by=f"{getpass.getuser()} (rooney models paper)")
+    click.echo(result.summary)
+    if entry:
+        click.echo(f"{result.version} in production; checklist {entry['checklist']}")
+    elif result.passed is False:
+        ctx.exit(1)
 
 
 @models.command("validate")

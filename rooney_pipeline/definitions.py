@@ -8,12 +8,13 @@ import dagster as dg
 
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.executors import configured_executor
-from rooney_pipeline.jobs import JOBS
+from rooney_pipeline.jobs import JOBS, SENSORS
 from rooney_pipeline.resources import RooneyResource
 
 defs = dg.Definitions(
     assets=ASSETS,
     jobs=JOBS,
+    sensors=SENSORS,
     resources={
         "rooney": RooneyResource(
             config_dir=os.environ.get("ROONEY_CONFIG_DIR"),

@@ -13,9 +13,12 @@ from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
 
 # (job, partitioned?) in order; the demo trains with configs/training/demo.yml layered on top
 STAGES = (("bars_job", True), ("features_job", True), ("candidates_job", True), ("train_job", True),
-          ("promote_job", False), ("backtest_job", True))
+          ("promote_job", False), ("paper_stage_job", True), ("backtest_job", True))
 # the demo's parity gate replays 3 months per version (pipeline.yml: 6) to stay within minutes
 TRAIN_DEMO = {"ops": {"veto_model": {"config": {"profile": "demo", "parity_months": 3}}}}
+# sample data is history: no session comes after staging, so the paper stage replays the last
+# sessions of the data (labelled as a replay in its result and the checklist)
+PAPER_DEMO = {"ops": {"paper_stage": {"config": {"replay_history": True}}}}
 # Dagster's console logger prints every engine event at DEBUG; the demo shows INFO and up
 # (every event is still stored in the instance for the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -88,7 +91,8 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
     results: dict[str, dict[str, object]] = {s: {} for s in symbols}
     for stage, partitioned in STAGES:
         job = defs.resolve_job_def(stage)
-        run_config = {**QUIET, **(TRAIN_DEMO if stage == "train_job" else {})}
+        run_config = {**QUIET, **(TRAIN_DEMO if stage == "train_job" else {}),
+                      **(PAPER_DEMO if stage == "paper_stage_job" else {})}
         for sym in symbols if partitioned else ["all"]:
             t0 = time.perf_counter()
             res = job.execute_in_process(partition_key=sym if partitioned else None, instance=instance,
@@ -107,7 +111,10 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
                 for ev in res.get_step_failure_events():
                     say(f"  {ev.step_key}: {ev.event_specific_data.error.message.strip()[:2000]}")
     _print_summary({s: r for s, r in results.items() if s != "all"}, say)
-    manifest = (results.get("all", {}).get("promoted_manifest") or {}).get("production") or {}
+    from rooney_core.model import ModelStore
+
+    store = ModelStore(cfg.model_store_dir)
+    manifest = {sym: store.production(sym) for sym in symbols}
     for sym in symbols:
         if not manifest.get(sym):
             ok = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from rooney_pipeline.resources import RooneyResource
+
 bars_job = dg.define_asset_job(
     "bars_job",
     selection=dg.AssetSelection.assets("raw_bars", "hourly_bars", "daily_bars"),
@@ -40,10 +42,33 @@ promote_job = dg.define_asset_job(
     description="Promote each instrument's newest version whose gates passed.",
 )
 
+paper_stage_job = dg.define_asset_job(
+    "paper_stage_job",
+    selection=dg.AssetSelection.assets("paper_stage"),
+    description="Judge the instrument's version in the paper stage; promote it when its paper results track "
+    "the backtest within bounds.",
+)
+
 paper_job = dg.define_asset_job(
     "paper_job",
     selection=dg.AssetSelection.assets("paper_trading"),
     description="Paper-trade the recent months with the production model and compare with the backtest.",
 )
 
-JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, backtest_job, paper_job]
+JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, paper_stage_job, backtest_job, paper_job]
+
+
+@dg.sensor(job=paper_stage_job, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Every hour: a paper_stage run for each instrument with a version in the paper stage "
+           "(promoted automatically when its paper results track the backtest).")
+def paper_stage_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource):
+    store = rooney.store
+    for symbol in rooney.cfg.symbols:
+        entry = store.paper_entry(symbol)
+        if entry is not None and entry.get("status") == "paper":
+            # one run per instrument, version and hour (the run key dedupes repeated evaluations)
+            yield dg.RunRequest(run_key=f"{symbol}-{entry['version']}-{context.evaluation_time:%Y%m%d%H}",
+                                partition_key=symbol)
+
+
+SENSORS = [paper_stage_sensor]

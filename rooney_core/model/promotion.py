@@ -1,11 +1,14 @@
-"""Promotion policy: which stored version each instrument trades.
+"""Promotion policy: which stored version each instrument trades (gates -> paper -> production).
 
 Only a version whose latest gate report (``rooney_core.model.gates``, stored beside it) says
-every gate passed may be promoted, from the pipeline or the CLI. ``force`` overrides that,
-and only with a reason: the override, the failed gates and the reason are in the manifest
-entry and the audit log. Rollback is not gated (it restores what was in production).
+every gate passed may be promoted, from the pipeline or the CLI. With a paper stage
+(``paper.sessions`` > 0 in ``configs/validation.yml``) it first trades on paper, and goes to
+production only when its paper stage passed (``rooney_core.model.staging``). ``force``
+overrides either, and only with a reason: the override, what it skipped and the reason are
+in the manifest entry and the audit log. Rollback is not gated (it restores what was in
+production). Each promotion writes a deployment checklist (Markdown) linked from the entry.
 
-The pipeline promotes the newest passing version, provided it is newer than every version
+The pipeline stages the newest passing version, provided it is newer than every version
 that was ever in production: a version someone rolled back is never promoted again by the
 pipeline (only by hand), while a newly trained one still is.
 """
@@ -31,17 +34,100 @@ def gate_status(store: ModelStore, name: str) -> tuple[bool, list[str]]:
     return not failed, failed
 
 
-def promote_version(store: ModelStore, name: str, by: str, reason: str = "", force: bool = False) -> dict:
-    """Promote ``name`` if every gate passed; with ``force`` (and a reason) whatever they say."""
+def paper_status(store: ModelStore, name: str, paper_sessions: int) -> tuple[bool, str]:
+    """(the version may go to production as far as the paper stage goes, why)."""
+    if paper_sessions <= 0:
+        return True, "no paper stage configured"
+    symbol = name.rsplit("_v", 1)[0]
+    entry = store.paper_entry(symbol)
+    if entry is None or entry.get("version") != name:
+        return False, f"{name} has not been through the paper stage ({paper_sessions} sessions)"
+    result = entry.get("result") or {}
+    if entry.get("status") == "passed" and result.get("passed"):
+        return True, result.get("summary", "paper stage passed")
+    return False, f"{name} is in the paper stage: {result.get('summary') or 'no result yet'}"
+
+
+def promote_version(store: ModelStore, name: str, by: str, reason: str = "", force: bool = False,
+                    paper_sessions: int = 0) -> dict:
+    """Promote ``name`` if every gate passed (and, with a paper stage, its paper stage
+    passed); with ``force`` (and a reason) whatever they say, recording what was skipped."""
     passed, failed = gate_status(store, name)
+    paper_ok, paper_why = paper_status(store, name, paper_sessions)
     if force and not (reason or "").strip():
         raise PromotionRefused(f"promote {name} --force: say why (--reason \"...\"); a forced promotion is "
                                "recorded with its reason in the audit log")
     if not passed and not force:
         raise PromotionRefused(f"promote {name}: refused: gates not passed: {', '.join(failed)}. Fix the model, "
                                "or override with --force --reason \"...\"")
-    extra = {"gates": "passed"} if passed else {"forced": True, "failed_gates": failed, "gates": "overridden"}
-    return store.promote(name, by=by, reason=reason, extra=extra)
+    if not paper_ok and not force:
+        raise PromotionRefused(f"promote {name}: refused: {paper_why}. Wait for it, or skip it with --force "
+                               "--reason \"...\"")
+    extra: dict = {"gates": "passed"} if passed else {"forced": True, "failed_gates": failed, "gates": "overridden"}
+    extra["paper"] = paper_why
+    if not paper_ok:
+        extra.update(forced=True, skipped_paper=paper_why)
+    return store.promote(name, by=by, reason=reason, extra=extra,
+                         checklist=lambda cur, new: deployment_checklist(store, name, cur, new))
+
+
+def stage_or_promote(store: ModelStore, name: str, by: str, reason: str, paper_sessions: int) -> dict:
+    """The pipeline's step for a passing version: the paper stage, or production without one."""
+    if paper_sessions > 0:
+        return store.stage_paper(name, by=by, reason=reason, sessions=paper_sessions)
+    return promote_version(store, name, by=by, reason=reason)
+
+
+def graduate(store: ModelStore, result, by: str) -> dict | None:
+    """Record a paper-stage result; promote the version when it passed (None otherwise)."""
+    if result.passed is None:
+        store.update_paper(result.symbol, by=by, status="paper", result=result.to_dict())
+        return None
+    store.update_paper(result.symbol, by=by, status="passed" if result.passed else "failed", result=result.to_dict())
+    if not result.passed:
+        return None
+    return promote_version(store, result.version, by=by, reason="paper stage passed: " + result.summary,
+                           paper_sessions=result.sessions_required)
+
+
+def deployment_checklist(store: ModelStore, name: str, current: dict | None, entry: dict) -> str:
+    """Markdown: the gates, what changed from the version it replaces (features, parameters,
+    holdout metrics), the paper stage, who and when."""
+    meta = store.load_metadata(name)
+    old = store.load_metadata(current["version"]) if current else None
+    report = store.gate_report(name) or {"gates": []}
+    lines = [f"# Deployment checklist: {name}", "",
+             f"- Promoted by **{entry['promoted_by']}** at {entry['promoted_at']} (UTC)",
+             f"- Reason: {entry.get('reason') or '-'}",
+             f"- Replaces: {current['version'] if current else 'nothing (first production version)'}",
+             f"- Bundle sha256 `{entry['sha256']}`, content hash `{entry.get('content_hash')}`",
+             f"- Paper stage: {entry.get('paper', '-')}"]
+    if entry.get("forced"):
+        lines.append(f"- **FORCED**: failed gates {entry.get('failed_gates', [])}; skipped paper: "
+                     f"{entry.get('skipped_paper', 'no')}")
+    lines += ["", "## Gates", "", "| gate | passed | detail |", "|---|---|---|"]
+    lines += [f"| {g['name']} | {'yes' if g['passed'] else '**NO**'} | {g['detail']} |" for g in report["gates"]]
+    lines += ["", "## Changes from the version it replaces", ""]
+    if old is None:
+        lines.append("None: no earlier production version.")
+    else:
+        new_f, old_f = meta["feature_names"], old["feature_names"]
+        added, removed = [f for f in new_f if f not in old_f], [f for f in old_f if f not in new_f]
+        lines.append(f"- Features: {len(old_f)} -> {len(new_f)}; added {added or 'none'}; removed {removed or 'none'}")
+        p_new = (meta.get("config") or {}).get("best_params", {})
+        p_old = (old.get("config") or {}).get("best_params", {})
+        changed = {k: (p_old.get(k), v) for k, v in p_new.items() if p_old.get(k) != v}
+        lines.append(f"- Threshold: {old['threshold']} -> {meta['threshold']}")
+        lines.append("- Parameters changed: " + (", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+                                                 or "none"))
+        lines += ["", "| holdout metric | " + current["version"] + " | " + name + " |", "|---|---|---|"]
+        m_new, m_old = meta.get("metrics", {}), old.get("metrics", {})
+        for key in ("trades", "net_pnl", "sharpe", "sortino", "max_drawdown_usd"):
+            lines.append(f"| veto-on {key} | {(m_old.get('selected') or {}).get(key)} | "
+                         f"{(m_new.get('selected') or {}).get(key)} |")
+        for key in ("psr_vs_zero", "deflated_sharpe", "auc", "holdout_start"):
+            lines.append(f"| {key} | {m_old.get(key)} | {m_new.get(key)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _number(version: str) -> int:
@@ -63,9 +149,10 @@ def _passes(store: ModelStore, name: str) -> bool:
         return False  # an edited or missing report passes nothing
 
 
-def promote_newest_passing(store: ModelStore, symbols: list[str], by: str) -> list[dict]:
-    """Promote, per symbol, the newest version whose gates passed if it is newer than any
-    version ever in production. Returns one row per symbol saying what happened."""
+def promote_newest_passing(store: ModelStore, symbols: list[str], by: str, paper_sessions: int = 0) -> list[dict]:
+    """Per symbol, stage the newest version whose gates passed in the paper stage (or, with
+    ``paper_sessions`` 0, promote it) if it is newer than any version ever in production.
+    Returns one row per symbol saying what happened."""
     rows = []
     for symbol in symbols:
         versions = store.list_versions(symbol)
@@ -85,7 +172,15 @@ def promote_newest_passing(store: ModelStore, symbols: list[str], by: str) -> li
                          "action": f"kept: {newest} was already in production once (rolled back?); "
                                    "promote it by hand to restore it"})
             continue
-        promote_version(store, newest, by=by, reason="newest version whose gates passed")
-        rows.append({"instrument": symbol, "action": f"promoted (was {current or 'none'})", "production": newest,
+        paper = store.paper_entry(symbol)
+        if paper_sessions > 0 and paper is not None and paper["version"] == newest:
+            rows.append({"instrument": symbol, "action": f"{newest} in the paper stage ({paper.get('status')})",
+                         "production": current or "none", "versions": len(versions)})
+            continue
+        stage_or_promote(store, newest, by=by, reason="newest version whose gates passed",
+                         paper_sessions=paper_sessions)
+        action = (f"{newest} staged on paper for {paper_sessions} sessions" if paper_sessions > 0
+                  else f"promoted (was {current or 'none'})")
+        rows.append({"instrument": symbol, "action": action, "production": store.production(symbol) or "none",
                      "versions": len(versions)})
     return rows

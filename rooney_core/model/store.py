@@ -60,6 +60,7 @@ BUNDLE_FILE = "bundle.skops"
 LEGACY_BUNDLE_FILE = "bundle.joblib"  # format 1: a pickle, never loaded
 METADATA_FILE = "metadata.json"
 RECORDS_FILE = "versions.log"
+_KEEP = object()  # _commit: leave this manifest section's entry as it is
 _NAME = re.compile(r"(?P<symbol>[A-Za-z0-9]+)_v(?P<n>[1-9][0-9]*)")  # used with fullmatch only
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # fullmatch
 _TMP_DIR = re.compile(r"\.tmp-[A-Za-z0-9]+-(?P<pid>\d+)-(?P<host>.+)-[^-]+")  # fullmatch
@@ -460,11 +461,15 @@ class ModelStore:
         name = self.production(symbol)
         return None if name is None else (name, self.load(name))
 
-    def promote(self, name: str, by: str, reason: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def promote(self, name: str, by: str, reason: str = "", extra: dict[str, Any] | None = None,
+                checklist=None) -> dict[str, Any]:
         """Make version ``name`` production for its instrument; returns the manifest entry.
         Promoting the version already in production changes nothing. ``extra`` fields (e.g.
-        a forced promotion's failed gates) go into the manifest entry and the audit log. The
-        gate policy is ``rooney_core.model.promotion.promote_version``'s: use that."""
+        a forced promotion's failed gates) go into the manifest entry and the audit log.
+        ``checklist(current entry, new entry) -> Markdown`` is written to
+        ``checklists/<V>-<time>.md`` and linked from the entry. Promoting the version in the
+        paper stage ends that stage. The gate and paper policy is
+        ``rooney_core.model.promotion.promote_version``'s: use that."""
         if not by or not by.strip():
             raise ModelStoreError(f"promote {name}: say who promotes it (by=...)")
         self.version_dir(name)
@@ -483,8 +488,67 @@ class ModelStore:
             entry = {"version": name, "sha256": sha256, "content_hash": self.records()[name].get("content_hash"),
                      "promoted_at": _utc_now(), "promoted_by": by, "previous": cur["version"] if cur else None,
                      "reason": reason, "action": "promote", "history": history, **(extra or {})}
-            self._commit(man, symbol, entry, replaced=cur["version"] if cur else None)
+            paper = self.paper_entry(symbol, man)
+            graduated = paper is not None and paper.get("version") == name
+            if checklist is not None:
+                entry["checklist"] = str(self._write_checklist(name, checklist(cur, entry)))
+            self._commit(man, symbol, entry, replaced=cur["version"] if cur else None,
+                         paper=None if graduated else _KEEP)
         return entry
+
+    # ---- the paper stage (gates -> paper -> production) ----------------------------------------
+
+    def paper_entry(self, symbol: str, man: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The version of ``symbol`` in the paper stage (None if none)."""
+        entry = (man or self.manifest()).get("paper", {}).get(symbol)
+        if entry is not None and _entry_problem(symbol, entry):
+            raise ModelStoreError(f"{self.manifest_path}: the paper entry for {symbol!r} is damaged "
+                                  f"({_entry_problem(symbol, entry)})")
+        return entry
+
+    def stage_paper(self, name: str, by: str, reason: str, sessions: int,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Put version ``name`` in its instrument's paper stage (replacing any other version
+        there): the live engine trades it on paper for ``sessions`` sessions before it may
+        go to production. Audit-logged like a promotion."""
+        if not by or not by.strip():
+            raise ModelStoreError(f"paper {name}: say who stages it (by=...)")
+        self.version_dir(name)
+        symbol = _NAME.fullmatch(name)["symbol"]
+        with self._lock():
+            self._settle()
+            man = self.manifest()
+            cur = self.paper_entry(symbol, man)
+            if cur and cur["version"] == name and cur.get("status") == "paper":
+                return cur
+            entry = {"version": name, "sha256": self.verify(name),
+                     "content_hash": self.records()[name].get("content_hash"), "since": _utc_now(),
+                     "promoted_at": _utc_now(), "promoted_by": by, "reason": reason, "action": "paper",
+                     "status": "paper", "sessions_required": int(sessions), **(extra or {})}
+            self._commit(man, symbol, entry, replaced=cur["version"] if cur else None, production=_KEEP,
+                         paper=entry)
+        return entry
+
+    def update_paper(self, symbol: str, by: str, status: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Record the paper stage's latest result (``status``: "paper" while it runs, "failed"
+        when its results left the bounds). Audit-logged."""
+        with self._lock():
+            self._settle()
+            man = self.manifest()
+            cur = self.paper_entry(symbol, man)
+            if cur is None:
+                raise ModelStoreError(f"{symbol}: no version in the paper stage")
+            entry = {**{k: v for k, v in cur.items() if k != "txn"}, "status": status, "result": result,
+                     "promoted_at": _utc_now(), "promoted_by": by, "action": f"paper {status}",
+                     "reason": result.get("summary", "")}
+            self._commit(man, symbol, entry, replaced=cur["version"], production=_KEEP, paper=entry)
+        return entry
+
+    def _write_checklist(self, name: str, text: str) -> Path:
+        path = self.root / "checklists" / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
+        path.parent.mkdir(exist_ok=True)
+        write_text_atomic(text, path)
+        return path
 
     def rollback(self, symbol: str, by: str, reason: str = "") -> dict[str, Any]:
         """Put back the version production had before the current one; returns the new entry."""
@@ -508,19 +572,32 @@ class ModelStore:
             self._commit(man, symbol, entry, replaced=cur["version"])
         return entry
 
-    def _commit(self, man: dict[str, Any], symbol: str, entry: dict[str, Any], replaced: str | None) -> None:
-        """Intent, manifest, outcome (caller holds the lock). The manifest entry carries the
-        intent's transaction id, which is how ``_settle`` tells a change that took effect
-        from one that did not after a kill."""
+    def _commit(self, man: dict[str, Any], symbol: str, entry: dict[str, Any], replaced: str | None,
+                production: Any = None, paper: Any = _KEEP) -> None:
+        """Intent, manifest, outcome (caller holds the lock). ``entry`` is what the audit log
+        records; the production entry becomes ``production`` (default: ``entry``; ``_KEEP``:
+        unchanged) and the paper entry ``paper`` (None: removed; ``_KEEP``: unchanged). The
+        changed entry carries the intent's transaction id, which is how ``_settle`` tells a
+        change that took effect from one that did not after a kill."""
         txn = uuid.uuid4().hex
         entry["txn"] = txn
+        production = entry if production is None else production
         now = entry["promoted_at"]
         _append_line(self.audit_path, {"event": "intent", "txn": txn, "at": now, "action": entry["action"],
                                        "symbol": symbol, "version": entry["version"], "replaced": replaced,
                                        "sha256": entry["sha256"], "by": entry["promoted_by"],
                                        "reason": entry["reason"],
-                                       **{k: entry[k] for k in ("forced", "failed_gates", "gates") if k in entry}})
-        man = {**man, "instruments": {**man["instruments"], symbol: entry}, "updated_at": now}
+                                       **{k: entry[k] for k in ("forced", "failed_gates", "gates", "skipped_paper",
+                                                                "paper", "status") if k in entry}})
+        man = {**man, "updated_at": now}
+        if production is not _KEEP:
+            man["instruments"] = {**man["instruments"], symbol: {**production, "txn": txn}}
+        papers = dict(man.get("paper", {}))
+        if paper is None:
+            if papers.pop(symbol, None) is not None:
+                man["paper"] = papers
+        elif paper is not _KEEP:
+            man["paper"] = {**papers, symbol: {**paper, "txn": txn}}
         write_text_atomic(json.dumps(man, indent=2, sort_keys=True) + "\n", self.manifest_path)
         _append_line(self.audit_path, {"event": "done", "txn": txn, "at": _utc_now()})
 
@@ -533,7 +610,7 @@ class ModelStore:
             if rec["status"] != "pending":
                 continue
             man = man or self.manifest()
-            took = _txn(man, rec.get("symbol")) == rec["txn"]
+            took = rec["txn"] in _txn(man, rec.get("symbol"))
             _append_line(self.audit_path, {"event": "done" if took else "aborted", "txn": rec["txn"],
                                            "at": _utc_now(), "settled": "after an interrupted write"})
         return removed
@@ -566,16 +643,20 @@ class ModelStore:
                             manifest = self.manifest()
                         except ModelStoreError:
                             manifest = {"instruments": {}}
-                    took = _txn(manifest, rec.get("symbol")) == rec["txn"]
+                    took = rec["txn"] in _txn(manifest, rec.get("symbol"))
                     status = "done" if took else "pending"
                 out.append({k: v for k, v in rec.items() if k != "event"} | {"status": status})
         return out
 
 
-def _txn(man: dict[str, Any], symbol: Any) -> str | None:
-    """The transaction id of ``symbol``'s manifest entry, if it has a readable one."""
-    entry = man["instruments"].get(symbol) if isinstance(symbol, str) else None
-    return entry.get("txn") if isinstance(entry, dict) else None
+def _txn(man: dict[str, Any], symbol: Any) -> set[str]:
+    """The transaction ids of ``symbol``'s production and paper entries (readable ones)."""
+    out = set()
+    for section in ("instruments", "paper"):
+        entry = man.get(section, {}).get(symbol) if isinstance(symbol, str) else None
+        if isinstance(entry, dict) and isinstance(entry.get("txn"), str):
+            out.add(entry["txn"])
+    return out
 
 
 def _entry_problem(symbol: Any, entry: Any) -> str | None:

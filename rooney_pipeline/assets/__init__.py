@@ -3,9 +3,9 @@
 from rooney_pipeline.assets.bars import raw_bars, session_bars
 from rooney_pipeline.assets.features import features
 from rooney_pipeline.assets.live import paper_trading
-from rooney_pipeline.assets.models import promoted_manifest, veto_model
+from rooney_pipeline.assets.models import paper_stage, promoted_manifest, veto_model
 from rooney_pipeline.assets.trades import candidate_trades, instrument_backtest, trade_reconciliation
 from rooney_pipeline.assets.validation import feature_validation
 
 ASSETS = [raw_bars, session_bars, features, feature_validation, candidate_trades, instrument_backtest,
-          trade_reconciliation, veto_model, promoted_manifest, paper_trading]
+          trade_reconciliation, veto_model, promoted_manifest, paper_stage, paper_trading]

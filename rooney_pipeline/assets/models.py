@@ -2,6 +2,7 @@
 and the promoted manifest (the newest version of each instrument whose gates passed)."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -96,13 +97,17 @@ def _meta(v):
     deps=["veto_model"],
     kinds={"json"},
     description="manifest.json: for each instrument, the newest stored version whose six gates all passed "
-    "(its gate report) is promoted to production; the rest are kept. Every change is in the store's audit log.",
+    "(its gate report) enters the paper stage (or production when validation.yml sets no paper sessions); "
+    "the rest are kept. Every change is in the store's audit log.",
 )
 def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.MaterializeResult:
     from rooney_core.model.promotion import promote_newest_passing
 
     store = rooney.store
-    changes = promote_newest_passing(store, rooney.cfg.symbols, by=f"dagster run {context.run.run_id[:8]}")
+    cfg = rooney.cfg
+    changes = [row for sym in cfg.symbols
+               for row in promote_newest_passing(store, [sym], by=f"dagster run {context.run.run_id[:8]}",
+                                                 paper_sessions=cfg.validation.for_symbol(sym).paper.sessions)]
     rows = pd.DataFrame(changes).set_index("instrument") if changes else pd.DataFrame()
     for c in changes:
         context.log.info(f"{c['instrument']}: {c['action']} ({c['production']})")
@@ -111,5 +116,51 @@ def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource)
             "manifest": dg.MetadataValue.path(str(store.root / "manifest.json")),
             "instruments": table(rows) if len(rows) else "none",
             "production": dg.MetadataValue.json({s: store.production(s) for s in rooney.cfg.symbols}),
+            "paper_stage": dg.MetadataValue.json({s: (store.paper_entry(s) or {}).get("version")
+                                                  for s in rooney.cfg.symbols}),
         }
     )
+
+
+class PaperStageConfig(dg.Config):
+    replay_history: bool = False
+    """Judge the paper stage on the last N sessions of the data when none came after staging
+    (historical or sample data, as in the demo); the result is labelled as a replay."""
+
+
+@dg.asset(
+    partitions_def=instrument_partitions,
+    group_name="models",
+    deps=["promoted_manifest"],
+    kinds={"python"},
+    description="The paper stage of the instrument's staged version: the live engine in paper mode over the "
+    "sessions since it was staged, against the backtest of the same sessions. Within the bounds of "
+    "configs/validation.yml (paper:) it is promoted to production, with a deployment checklist.",
+)
+def paper_stage(context: dg.AssetExecutionContext, config: PaperStageConfig,
+                rooney: RooneyResource) -> dg.MaterializeResult:
+    from rooney_core.model.promotion import graduate
+    from rooney_core.model.staging import evaluate_paper, watched
+
+    store, cfg, symbol = rooney.store, rooney.cfg, context.partition_key
+    entry = store.paper_entry(symbol)
+    production = store.production_entry(symbol)
+    watch = watched(production, cfg.validation.for_symbol(symbol).paper.watch_days)
+    if entry is None or entry.get("status") != "paper":
+        return dg.MaterializeResult(metadata={
+            "paper_stage": "none" if entry is None else f"{entry['version']} ({entry.get('status')})",
+            "production": (production or {}).get("version", "none"), "watched": watch})
+    result = evaluate_paper(cfg, store, symbol, rooney.data_path, replay_history=config.replay_history)
+    context.log.info(result.summary)
+    promoted = graduate(store, result, by=f"dagster run {context.run.run_id[:8]}")
+    production = store.production_entry(symbol)
+    md = {"version": result.version, "summary": result.summary,
+          "status": "promoted" if promoted else ("running" if result.passed is None else "FAILED"),
+          "sessions": f"{result.sessions} of {result.sessions_required}", "replayed": result.replayed,
+          "tracking_error_usd": result.tracking_error_usd, "trade_mismatches": result.trade_mismatches,
+          "production": (production or {}).get("version", "none"),
+          "watched": watched(production, cfg.validation.for_symbol(symbol).paper.watch_days)}
+    if promoted and promoted.get("checklist"):
+        md["checklist"] = dg.MetadataValue.md(Path(promoted["checklist"]).read_text())
+        md["checklist_file"] = dg.MetadataValue.path(promoted["checklist"])
+    return dg.MaterializeResult(metadata=md)

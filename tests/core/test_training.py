@@ -3,6 +3,7 @@ found and a null market is not called one, and the same inputs give the same mod
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,47 @@ def test_same_data_config_and_seed_give_the_same_bundle_content_hash(edge_market
     assert a.metrics == b.metrics
     other = train_veto_model(cands, "ES", small.model_copy(update={"seed": 7}), market, tmp_path / "c.journal")
     assert make_bundle(other).content_hash() != ba.content_hash()
+
+
+@pytest.mark.slow
+def test_gates_then_paper_then_production_with_a_checklist(edge_market, tcfg, tmp_path):
+    """The staged deployment on a version that passed its gates: it enters the paper stage,
+    is refused production while there, is judged by the live engine in paper mode against
+    the backtest (history replayed: sample data has no session after staging), goes to
+    production with a checklist, and is watched in its first week. Skipping the paper stage
+    by hand needs --force with a reason; every step is in the audit log."""
+    from rooney_core.model.promotion import graduate, stage_or_promote
+    from rooney_core.model.staging import evaluate_paper, watched
+
+    cands, market, data_dir = edge_market
+    store = ModelStore(tmp_path / "store")
+    stored = _store_and_validate(store, cands, tcfg, market, data_dir)
+    assert stored.report.passed, stored.report.table()
+    name = stored.name
+    stage_or_promote(store, name, by="pipeline", reason="gates passed", paper_sessions=3)
+    assert store.production("ES") is None and store.paper_entry("ES")["version"] == name
+    with pytest.raises(PromotionRefused, match="paper stage"):
+        promote_version(store, name, by="trader", paper_sessions=3)
+    waiting = evaluate_paper(CFG, store, "ES", data_dir)  # no session after staging in history
+    assert waiting.passed is None and waiting.sessions == 0 and "0 of 3 sessions" in waiting.summary
+    assert graduate(store, waiting, by="sensor") is None and store.production("ES") is None
+    result = evaluate_paper(CFG, store, "ES", data_dir, replay_history=True)
+    assert result.replayed and result.sessions == 3 and result.passed, result.summary
+    assert result.tracking_error_usd == 0.0 and result.trade_mismatches == 0
+    entry = graduate(store, result, by="sensor")
+    assert store.production("ES") == name and store.paper_entry("ES") is None
+    assert entry["paper"] == result.summary and watched(entry, 7) and not watched(entry, 0)
+    checklist = Path(entry["checklist"]).read_text()
+    assert f"# Deployment checklist: {name}" in checklist and "| live_parity | yes |" in checklist
+    assert "Promoted by **sensor**" in checklist and "replayed" in checklist
+    actions = [(r["action"], r["status"]) for r in store.audit_log()]
+    assert actions == [("paper", "done"), ("paper paper", "done"), ("paper passed", "done"), ("promote", "done")]
+    # a second version skipping the paper stage by hand: only forced, with the reason recorded
+    second = store.add_version(store.load(name))
+    store.write_gate_report(second, json.dumps({**store.gate_report(name), "version": second}), True)
+    with pytest.raises(PromotionRefused, match="has not been through the paper stage"):
+        promote_version(store, second, by="trader", paper_sessions=3)
+    forced = promote_version(store, second, by="trader", reason="urgent fix", force=True, paper_sessions=3)
+    assert forced["forced"] and "has not been through the paper stage" in forced["skipped_paper"]
+    assert "FORCED" in Path(forced["checklist"]).read_text()
+    assert store.audit_log()[-1]["skipped_paper"] == forced["skipped_paper"]
