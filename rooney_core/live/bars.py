@@ -131,6 +131,26 @@ def daily_bar_final_at(trading_date: np.datetime64, calendar: SessionCalendar) -
     return final
 
 
+def missing_session_hours(calendar: SessionCalendar, after, before) -> np.ndarray:
+    """Starts (datetime64[ns]) of the hours strictly between the hourly bars ``after`` and
+    ``before`` that hold an in-session minute: hours a feed with no gap has a bar for.
+    Weekends and the daily break are not in session; holidays and early closes are left out
+    where the calendar knows them (``is_holiday``, ``close_at``)."""
+    a = np.datetime64(after, "ns").astype("datetime64[h]")
+    b = np.datetime64(before, "ns").astype("datetime64[h]")
+    hours = np.arange(a + np.timedelta64(1, "h"), b, np.timedelta64(1, "h")).astype("datetime64[ns]")
+    if not len(hours):
+        return hours
+    minutes = (hours[:, None] + _MINUTES_OF_HOUR.astype("timedelta64[ns]")).ravel()
+    live = calendar.in_session(minutes)
+    days = calendar.trading_date(minutes)
+    if hasattr(calendar, "is_holiday"):
+        live &= ~calendar.is_holiday(days)
+    if hasattr(calendar, "close_at"):
+        live &= minutes < calendar.close_at(days).astype("datetime64[ns]")
+    return hours[live.reshape(len(hours), 60).any(axis=1)]
+
+
 @dataclass
 class _Hour:
     key: int  # hour_key of its minutes

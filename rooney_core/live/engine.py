@@ -17,7 +17,21 @@ or the lake) up to the start of the session to resume in, the minutes from that 
 start are replayed through the bar builders, and the decision core, restored from the state
 file, decides only bars after the last one it decided. So after ``kill -9`` at any instant
 the engine resumes at the next bar: no order twice (client order ids are deterministic and
-the state says which were sent), no position lost.
+the state says which were sent), no position lost, and no prediction-log record twice (the
+records written after the last state write are remembered and not written again when the
+redone bars decide them again).
+
+What the engine meets on the way is logged (logger ``rooney_core.live.engine``) with the
+instrument and the bar, and kept as the instrument's ``last_error`` for `rooney live status`:
+bad minutes and feed problems; a gap (in-session hours with no bar between two closed hours,
+whole sessions included); a pair whose feed went stale (its features are then missing, as in
+the backtest); history too short for the features an instrument decides with (no entries
+until they are warm). None of these changes a decision: the engine decides on the bars it
+has exactly as the backtest does on the same bars.
+
+The heartbeat (``heartbeat.json``, written atomically, at most every ``heartbeat_every``
+seconds) advances with every feed item the engine takes, so a healthy engine between hourly
+bars does not look stale.
 """
 
 from __future__ import annotations
@@ -38,20 +52,29 @@ from rooney_core.backtest.runner import TRADE_CSV_COLUMNS
 from rooney_core.config import RooneyConfig
 from rooney_core.errors import RooneyError
 from rooney_core.io import write_text_atomic
-from rooney_core.live.bars import HOURLY, BadBarError, ClosedBar, SessionBarBuilder, drive
+from rooney_core.live.bars import (
+    HOURLY,
+    BadBarError,
+    ClosedBar,
+    SessionBarBuilder,
+    drive,
+    missing_session_hours,
+)
 from rooney_core.live.features import FeatureBuffer
 from rooney_core.live.feeds import FeedItem, FeedProblem, MinuteBar
 from rooney_core.live.paper import PaperBroker
 from rooney_core.live.predictions import PredictionLog
 from rooney_core.live.router import OrderNotDelivered, OrderRouter, RoutedOrder
 from rooney_core.model import ModelStore, VetoBundle
-from rooney_core.strategy.engine import BUY, DecisionCore, OrderIntent
+from rooney_core.strategy import rules
+from rooney_core.strategy.engine import BUY, DecisionCore, OrderIntent, bar_start_time
 from rooney_core.strategy.models import RowVeto
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 TRADES_FILE = "trades.csv"
+HEARTBEAT_FILE = "heartbeat.json"
 
 
 def kill_switch_on(cfg_value: bool = False) -> bool:
@@ -89,6 +112,8 @@ class InstrumentState:
     sent: set[str] = field(default_factory=set)  # client order ids delivered
     last_error: str | None = None
     disabled: str | None = None  # why it takes no new entries
+    warming: str | None = None  # features it decides with that lack their declared history
+    pair_stale: bool = False  # the pair's last bar is older than pair_max_staleness
     logged: int = 0  # core decisions already written to the prediction log
     trades_written: int = 0
     rows: list[tuple[np.datetime64, np.ndarray]] = field(default_factory=list)  # with record_rows
@@ -101,7 +126,7 @@ class LiveEngine:
                  *, paper: bool = True, router: OrderRouter | None = None, kill_switch: bool = False,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  models: dict[str, str | VetoBundle | ModelSlot] | None = None, record_rows: bool = False,
-                 persist: bool = True):
+                 persist: bool = True, heartbeat_every: float = 5.0, gap_hours: int = 1):
         if len(set(symbols)) != len(symbols) or not symbols:
             raise RooneyError(f"live: give each instrument once (got {symbols})")
         self.cfg, self.symbols, self.store = cfg, list(symbols), store
@@ -121,8 +146,14 @@ class LiveEngine:
         self.record_rows = record_rows  # keep every decided bar's feature row (the parity gate)
         self.persist = persist  # write the state after every bar (a parity replay needs none)
         self.heartbeat: str | None = None
+        self.heartbeat_every = float(heartbeat_every)  # seconds of the clock between heartbeat writes
+        self._beat_at: datetime | None = None  # last heartbeat written
+        self.feed_items = 0  # feed items taken (bars and problems)
+        self.gap_hours = int(gap_hours)  # missing in-session hours that make a gap worth a warning
         self.problems = 0
         self.decide_from = np.datetime64("1970-01-01T00:00:00")
+        self._last_hour: dict[str, np.datetime64] = {}  # symbol -> its last closed hourly bar (ns)
+        self._quiet_until = self.decide_from  # bars up to here were seen (and reported) before
 
     # -- start -----------------------------------------------------------------------------------
     def _load_model(self, symbol: str) -> ModelSlot:
@@ -150,8 +181,13 @@ class LiveEngine:
         self.decide_from = resume  # bars before it only warm the buffers
         decided = [np.datetime64(s["last_decided"], "s") for s in saved.get("instruments", {}).values()
                    if s.get("last_decided")]
+        self._quiet_until = max([resume - np.timedelta64(1, "s"), *decided])
         if decided:
             resume = max(resume, min(decided))
+        if self.persist:
+            # records logged after the last state write are decided again: write them once
+            state_path = self.state_dir / STATE_FILE
+            self.log.remember(state_path.stat().st_mtime if saved and state_path.exists() else None)
         cal = {s: self.cfg.instrument(s).calendar for s in self.symbols}
         # replay from the start of the session that holds the resume point, for every instrument
         point = np.array([resume.astype("datetime64[ns]")])
@@ -162,6 +198,10 @@ class LiveEngine:
         for s in needed:
             self.builders[s] = SessionBarBuilder(s, self.cfg.instrument(s).calendar, self.cfg.pipeline.data.repairs)
         as_of = pd.Timestamp(start)
+        for s in needed:  # where each feed's bars go on (a gap across the restart shows)
+            before = frames[s][0].index[frames[s][0].index < as_of]
+            if len(before):
+                self._last_hour[s] = np.datetime64(before[-1].to_datetime64(), "ns")
         for s in self.symbols:
             inst = self.cfg.instrument(s)
             buf = FeatureBuffer.for_instrument(self.cfg, s)
@@ -184,8 +224,18 @@ class LiveEngine:
             self._say(s, f"model {slot.version or 'none'}"
                          + (f" (sha256 {slot.sha256[:12]})" if slot.sha256 else f" ({self.cfg.strategy.veto.when_no_model})")
                          + (f"; resuming after {_ts(st.last_decided)}" if st.last_decided is not None else ""))
+            cold = self._cold(st, buf.warming_up())
+            if cold:
+                held = buf.held()
+                st.warming = f"warming up: {', '.join(cold)}"
+                st.last_error = st.last_error or f"history too short: {st.warming}"
+                log.warning("%s: history too short for the declared warm-up of the features it decides with "
+                            "(holds %d hourly bars and %d sessions before %s; need %s): %s not warm; no new "
+                            "entries until they are", s, held["hourly"], held["daily"], _ts(start),
+                            _declared(buf, cold), ", ".join(cold))
         if self.kill_switch:
             log.warning("POLICY_KILLSWITCH is on: paper trading; no order leaves this process")
+        self._write_state()  # `rooney live status` answers from the start (the same state, or the first)
         return start
 
     def _restore(self, st: InstrumentState, saved: dict) -> None:
@@ -201,6 +251,7 @@ class LiveEngine:
         st.last_decided = np.datetime64(saved["last_decided"], "s") if saved.get("last_decided") else None
         st.session = np.datetime64(saved["session"], "D") if saved.get("session") else None
         st.sent = set(saved.get("sent", []))
+        st.last_error = st.last_error or saved.get("last_error")
         st.trades_written = len(st.core.trades)
         st.logged = 0
 
@@ -227,7 +278,7 @@ class LiveEngine:
                 "last_decided": _ts(st.last_decided) if st.last_decided is not None else None,
                 "session": str(st.session) if st.session is not None else None,
                 "model_version": st.model.version, "model_sha256": st.model.sha256,
-                "sent": sorted(st.sent), "last_error": st.last_error,
+                "sent": sorted(st.sent), "last_error": st.last_error, "warming": st.warming,
             }
         write_text_atomic(json.dumps(data, indent=1, sort_keys=True, default=str), self.state_dir / STATE_FILE)
 
@@ -254,6 +305,7 @@ class LiveEngine:
         ``close_at_end`` (a replayed file, which will get no more minutes) the last hour is
         closed when the feed ends, as the batch build closes a file's last hour."""
         self._last_minute = None
+        self._beat_at = None  # the first feed item beats
         try:
             for _, closed in drive(self.builders, self._minutes(feed, replay_from), on_reject=self._rejected):
                 self.on_closed(closed)
@@ -262,11 +314,15 @@ class LiveEngine:
                 closed = [bar for b in self.builders.values() for bar in b.close_until(end)]
                 if closed:
                     self.on_closed(closed)
+            if self.feed_items:
+                self._beat(force=True)  # the feed ended: the heartbeat says where
         finally:
             self.log.close()
 
     def _minutes(self, feed: Iterable[FeedItem], replay_from: np.datetime64) -> Iterator[tuple]:
         for item in feed:
+            self.feed_items += 1
+            self._beat()
             if isinstance(item, FeedProblem):
                 self.problems += 1
                 log.warning("feed problem: %s %s: %s", item.symbol or "?", item.where, item.reason)
@@ -285,20 +341,90 @@ class LiveEngine:
         if err.symbol in self.instruments:
             self.instruments[err.symbol].last_error = str(err)
 
+    def _beat(self, force: bool = False) -> None:
+        """Write the heartbeat (atomically) if ``heartbeat_every`` seconds have passed."""
+        now = self.clock()
+        if not force and self._beat_at is not None and (now - self._beat_at).total_seconds() < self.heartbeat_every:
+            return
+        self._beat_at = now
+        self.heartbeat = now.isoformat(timespec="seconds")
+        if self.persist:
+            last = None if self._last_minute is None else _ts(self._last_minute)
+            write_text_atomic(json.dumps({"heartbeat": self.heartbeat, "feed_items": self.feed_items,
+                                          "last_minute": last}), self.state_dir / HEARTBEAT_FILE)
+
     def on_closed(self, closed: list[ClosedBar]) -> None:
         """One clock step's closed bars (every instrument): decide each traded instrument's
         new hourly bars."""
+        for bar in closed:
+            if bar.kind == HOURLY:
+                self._check_gap(bar)
         decided = False
         for s, st in self.instruments.items():
             rows = st.buffer.update(closed)
             own = [b for b in closed if b.symbol == s and b.kind == HOURLY]
             for bar, row in zip(own, rows, strict=True):
+                self._check_pair(st, bar)
                 decided |= self._decide(st, bar, row)
         self.heartbeat = self.clock().isoformat(timespec="seconds")
         if decided:
             # once per clock step: a kill before this write redoes the whole step after a
             # restart (the same decisions; the log's records carry the same prediction ids)
             self._write_state()
+
+    def _report(self, symbol: str, msg: str) -> None:
+        """A problem with ``symbol``'s feed: a warning, and the last error of the instrument
+        (or of the instruments it is the pair of)."""
+        log.warning("%s", msg)
+        self.problems += 1
+        for st in self.instruments.values():
+            if st.symbol == symbol:
+                st.last_error = msg
+            elif self.cfg.instrument(st.symbol).pair == symbol:
+                st.last_error = f"pair {msg}"
+
+    def _check_gap(self, bar: ClosedBar) -> None:
+        """Warn when in-session hours have no bar between this closed hour and the previous
+        one of the same instrument (the decisions are unchanged: the backtest sees the same
+        bars)."""
+        sym, ts = bar.symbol, np.datetime64(bar.timestamp, "ns")
+        prev = self._last_hour.get(sym)
+        self._last_hour[sym] = ts
+        if prev is None or ts - prev <= np.timedelta64(1, "h") or ts <= self._quiet_until:
+            return
+        cal = self.cfg.instrument(sym).calendar
+        missing = missing_session_hours(cal, prev, ts)
+        if len(missing) < self.gap_hours:
+            return
+        days = cal.trading_date(np.concatenate([[prev], missing, [ts]])).tolist()
+        whole = len(set(days[1:-1]) - {days[0], days[-1]})  # sessions with no bar at all
+        self._report(sym, f"{sym} {_ts(ts)}: gap in the feed: no bar for {len(missing)} in-session hour(s) from "
+                          f"{_ts(missing[0])} to {_ts(missing[-1])}"
+                          + (f" ({whole} whole session(s) missing)" if whole else "")
+                          + f" (previous bar {_ts(prev)}); deciding on the bars there are, as the backtest does")
+
+    def _check_pair(self, st: InstrumentState, bar: ClosedBar) -> None:
+        """Warn when the pair's feed goes stale for this bar (its features are then missing,
+        as in the backtest) and when it is back."""
+        buf = st.buffer
+        if buf.pair is None or not any(f.needs_pair for f in buf.features):
+            return
+        ts = np.datetime64(bar.timestamp, "ns")
+        last = buf.last_pair_hourly
+        stale = last is None or ts - np.datetime64(last.to_datetime64(), "ns") > buf.pair_max_staleness.to_timedelta64()
+        if stale == st.pair_stale:
+            return
+        st.pair_stale = stale
+        if ts <= self._quiet_until:
+            return
+        if stale:
+            names = [f.name for f in buf.features if f.needs_pair]
+            self._report(buf.pair, f"{buf.pair} feed stale at {st.symbol} {_ts(ts)}: its last bar is "
+                                   f"{'none' if last is None else _ts(last.to_datetime64())}, older than "
+                                   f"{buf.pair_max_staleness / pd.Timedelta(hours=1):g} h; {st.symbol}'s pair features are missing until it is "
+                                   f"back: {', '.join(names)}")
+        else:
+            log.info("%s: pair %s's feed is back at %s", st.symbol, buf.pair, _ts(ts))
 
     def _decide(self, st: InstrumentState, bar: ClosedBar, row) -> bool:
         """Decide one closed hourly bar; False if it was warm-up or already decided."""
@@ -317,14 +443,22 @@ class LiveEngine:
         if self.record_rows:
             st.rows.append((bar.timestamp, values))
         flat = st.core.position is None and st.core.pending is None
-        # only the features this instrument decides with must be warm: the entry rule's IBS
-        # and the model's inputs
-        needed = {"ibs", *(st.core.model.feature_names if st.core.model is not None else ())}
-        cold = [f for f in row.warming_up if f in needed]
+        cold = self._cold(st, row.warming_up)
+        warming = f"warming up: {', '.join(cold)}" if cold else None
+        if warming != st.warming:
+            if warming and not st.warming:
+                st.last_error = f"{_ts(ts)}: {warming}"
+                log.warning("%s %s: %s; no new entries until they are warm", st.symbol, _ts(ts), warming)
+            elif not warming:
+                self._say(st.symbol, f"{_ts(ts)}: every feature it decides with is warm; entries allowed")
+            st.warming = warming
         if flat and (cold or st.disabled):
             st.core.bars_seen += 1  # the bar counts, but no entry is taken
-            reason = st.disabled or f"warming up: {', '.join(cold)}"
-            st.core.decisions.append({"time": bar.timestamp, "event": "not_trading", "reason": reason})
+            ibs = values[st.buffer.names.index("ibs")]
+            if rules.entry_signal(ibs, bar_start_time(bar.timestamp), self.cfg.strategy):
+                # a base signal not taken, logged with why; other bars are not signals
+                st.core.decisions.append({"time": bar.timestamp, "event": "not_trading",
+                                          "reason": st.disabled or warming})
             intent = None
         else:
             intent = st.core.on_bar(bar.timestamp, bar.close, values)
@@ -340,6 +474,13 @@ class LiveEngine:
             elif self.kill_switch:
                 self._route(st, intent)  # says what it would have sent
         return True
+
+    @staticmethod
+    def _cold(st: InstrumentState, warming_up: Iterable[str]) -> list[str]:
+        """The features this instrument decides with (the entry rule's IBS and the model's
+        inputs) that are still warming up."""
+        needed = {"ibs", *(st.core.model.feature_names if st.core.model is not None else ())}
+        return [f for f in warming_up if f in needed]
 
     def _maybe_switch_model(self, st: InstrumentState) -> None:
         if st.symbol in self.models:
@@ -442,7 +583,12 @@ def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) ->
     except FileNotFoundError:
         raise RooneyError(f"{path}: no engine state (has `rooney live` run with this --state-dir?)") from None
     now = now or datetime.now(UTC)
-    beat = data.get("heartbeat")
+    beats = [data.get("heartbeat")]
+    try:
+        beats.append(json.loads((Path(state_dir) / HEARTBEAT_FILE).read_text(encoding="utf-8")).get("heartbeat"))
+    except (FileNotFoundError, ValueError, AttributeError):
+        pass  # written atomically: missing before the first feed item
+    beat = max((b for b in beats if b), key=datetime.fromisoformat, default=None)
     age = (now - datetime.fromisoformat(beat)).total_seconds() if beat else None
     rows = {}
     for s, st in data.get("instruments", {}).items():
@@ -450,10 +596,18 @@ def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) ->
         rows[s] = {"last_bar": st.get("last_decided"), "model": st.get("model_version"),
                    "position": f"long {pos['contracts']} @ {pos['entry_price']}" if pos else "flat",
                    "pending_order": bool(st["core"].get("pending")), "trades": len(st["core"].get("trades", [])),
-                   "trading": "no new entries: " + st["disabled"] if st.get("disabled") else "yes",
+                   "trading": "no new entries: " + (st.get("disabled") or st["warming"])
+                   if st.get("disabled") or st.get("warming") else "yes",
                    "last_error": st.get("last_error")}
     return {"paper": data.get("paper"), "kill_switch": data.get("kill_switch"), "heartbeat": beat,
             "heartbeat_age_s": age, "instruments": rows}
+
+
+def _declared(buf: FeatureBuffer, names: list[str]) -> str:
+    w = {f.name: f.warmup for f in buf.features}
+    return "; ".join(f"{n} " + " and ".join(([f"{w[n].hourly} hourly bars"] if w[n].hourly else [])
+                                            + ([f"{w[n].daily} sessions"] if w[n].daily else []))
+                     for n in names)
 
 
 def history_from_raw(cfg: RooneyConfig, data_dir: str | os.PathLike[str]) -> Callable[[str], tuple]:

@@ -15,7 +15,16 @@ Records are events keyed by ``prediction_id`` (one per signal):
 * ``fill``: the order's fill (time, side, price);
 * ``outcome``: the trade's exit (time, price, reason) and net P&L.
 
-``predictions(root)`` joins them into one row per signal: what monitoring reads.
+``predictions(root)`` joins them into one row per signal: what monitoring reads;
+``events(root)`` gives every record as written (nothing merged or dropped), so a record
+written twice shows there.
+
+After a restart the engine redoes the bars after its last state write, and so decides
+again what it may have logged just before it was killed. :meth:`PredictionLog.remember`
+loads the records written since that state write; ``append`` then skips a record identical
+to one of them (everything but ``logged_at`` equal), so the log holds each record once. A
+record that differs (say, a model promoted in between) is written, and ``predictions``
+keeps the last.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ class PredictionLog:
         self.writer = writer or f"{socket.gethostname()}-{os.getpid()}"
         self._fd: int | None = None
         self._day: str | None = None
+        self._seen: set[str] = set()  # bodies of records written before a restart (see remember)
 
     def _segment_fd(self) -> int:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -72,10 +82,38 @@ class PredictionLog:
             self._day = day
         return self._fd
 
-    def append(self, event: str, **fields: Any) -> None:
-        """Write one record durably (the caller acts on the decision only after this)."""
-        rec = {"event": event, "logged_at": datetime.now(UTC).isoformat(timespec="microseconds"),
-               **{k: _jsonable(v) for k, v in fields.items()}}
+    def remember(self, since: float | None = None) -> int:
+        """Load the records of every JSON segment modified at or after ``since`` (epoch
+        seconds, e.g. the engine state's mtime; None: all segments), so that ``append`` skips
+        a record already written. Returns how many were loaded."""
+        self._seen = set()
+        for seg in sorted(self.root.glob(f"*/*{SEGMENT_SUFFIX}")):
+            try:
+                if since is not None and seg.stat().st_mtime < since:
+                    continue
+                data = seg.read_bytes()
+            except FileNotFoundError:
+                continue  # compacted meanwhile: a finished day, nothing to redo there
+            for raw in data.splitlines():
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    continue  # a line torn by a kill: never counted as written
+                if isinstance(rec, dict) and "event" in rec:
+                    self._seen.add(_body(rec))
+        return len(self._seen)
+
+    def append(self, event: str, **fields: Any) -> bool:
+        """Write one record durably (the caller acts on the decision only after this).
+        Returns False, writing nothing, if an identical record was written before a restart
+        (see :meth:`remember`)."""
+        rec = {"event": event, **{k: _jsonable(v) for k, v in fields.items()}}
+        if self._seen:
+            body = _body(rec)
+            if body in self._seen:
+                self._seen.discard(body)
+                return False
+        rec["logged_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
         line = json.dumps(rec, sort_keys=True, allow_nan=False).encode() + b"\n"
         fd = self._segment_fd()
         # a writer killed mid-line leaves a fragment: start on a fresh line so only it is lost
@@ -84,11 +122,17 @@ class PredictionLog:
             line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
+        return True
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _body(rec: dict) -> str:
+    """A record's identity: every field but the time it was logged, canonical JSON."""
+    return json.dumps({k: v for k, v in rec.items() if k != "logged_at"}, sort_keys=True, allow_nan=False)
 
 
 def _read_jsonl(segments: list[Path]) -> pd.DataFrame:
@@ -105,7 +149,8 @@ def _read_jsonl(segments: list[Path]) -> pd.DataFrame:
 
 
 def events(root: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every record of the log (open segments and compacted days), oldest first."""
+    """Every record of the log (open segments and compacted days) as written, oldest first:
+    nothing merged or dropped but a line torn by a kill."""
     root = Path(root)
     frames = [pd.read_parquet(p) for p in sorted(root.glob("*.parquet"))]
     segments = sorted(root.glob(f"*/*{SEGMENT_SUFFIX}"))

@@ -4,6 +4,8 @@ trades with no order twice; bad bars and feed problems are logged and never trad
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.live.engine import LiveEngine, history_from_raw, status_of
 from rooney_core.live.feeds import replay_feed
-from rooney_core.live.predictions import predictions
+from rooney_core.live.predictions import events, predictions
 from rooney_core.model import ModelStore
 
 CFG = load_config()
@@ -54,8 +56,12 @@ def engine_trades(engine, symbol="ES") -> pd.DataFrame:
     return got.astype({"probability": float})
 
 
-def test_a_paper_replay_makes_the_backtests_trades(market, backtest_trades, tmp_path):
-    engine = run_engine(market, tmp_path / "state", tmp_path / "store")
+def test_a_paper_replay_makes_the_backtests_trades(market, backtest_trades, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="rooney_core.live"):
+        engine = run_engine(market, tmp_path / "state", tmp_path / "store")
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]  # clean data: no gap
     want = backtest_trades.astype({"probability": float}).reset_index(drop=True)
     got = engine_trades(engine)
     # the backtest closes nothing after the data ends; neither does the engine
@@ -80,50 +86,107 @@ def _live_cmd(market, state_dir, store_root, start="2023-02-15"):
         {**__import__("os").environ, "ROONEY_MODEL_STORE": str(store_root)}
 
 
+def _raw_records(log_dir) -> list[str]:
+    """Every record of a prediction log's segments as written, read line by line with no
+    merging (canonical JSON without ``logged_at``; a line torn by a kill does not parse and
+    is not a record): a record written twice is here twice."""
+    import json
+
+    out = []
+    for seg in sorted(log_dir.glob("*/*.jsonl")):
+        for line in seg.read_bytes().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            rec.pop("logged_at")
+            out.append(json.dumps(rec, sort_keys=True))
+    return out
+
+
+def _assert_written_once(log_dir) -> pd.DataFrame:
+    """No record twice in the raw log: one signal per prediction id, one fill and one outcome
+    per signal, one exit order per order id."""
+    ev = events(log_dir)
+    if ev.empty:
+        return ev
+    for kind, key in (("signal", "prediction_id"), ("fill", "prediction_id"), ("outcome", "prediction_id"),
+                      ("exit_order", "order_id")):
+        part = ev[ev["event"] == kind]
+        dup = part[part[key].duplicated(keep=False)]
+        assert dup.empty, f"{kind} records written twice:\n{dup}"
+    return ev
+
+
+def _progress(state_dir) -> tuple[int, int]:
+    """(ES bars decided per the state file, prediction-log records written)."""
+    import json
+
+    try:
+        bars = json.loads((state_dir / "state.json").read_text())["instruments"]["ES"]["core"]["bars_seen"]
+    except (FileNotFoundError, ValueError, KeyError):  # replaced atomically: missing before the first write
+        bars = 0
+    lines = sum(f.read_bytes().count(b"\n") for f in (state_dir / "predictions").glob("*/*.jsonl"))
+    return bars, lines
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_instants_then_restart_gives_the_uninterrupted_trades(market, tmp_path):
-    """R7: SIGKILL the engine at random instants of a replay and restart it each time; the
-    final trades (and the prediction log's orders) equal an uninterrupted run's: nothing lost,
-    nothing twice."""
+    """R7: SIGKILL the engine at random points of a replay and restart it each time; the
+    final trades and the prediction log equal an uninterrupted run's: nothing lost, nothing
+    twice. The kill points are random amounts of the engine's own progress (bars decided per
+    its state file, or records fsynced to its prediction log: the latter lands between a
+    decision's log record and the state write), never wall-clock times, so every planned
+    kill lands on a machine of any speed."""
     import random
     import signal
     import subprocess
+    import time
 
     cmd, env = _live_cmd(market, tmp_path / "clean", tmp_path / "store")
     clean = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen = []  # a reader (as a Dagster asset would be) while the engine replays
     while clean.poll() is None:
         if (tmp_path / "clean" / "predictions").is_dir():
-            log = predictions(tmp_path / "clean" / "predictions")
-            assert log.empty or log["prediction_id"].is_unique
-            seen.append(len(log))
+            seen.append(len(_assert_written_once(tmp_path / "clean" / "predictions")))
     assert clean.returncode == 0, clean.stderr.read()[-3000:]
     assert seen == sorted(seen) and len(set(seen)) > 2  # it saw the log grow, consistently
     want = (tmp_path / "clean" / "trades.csv").read_text()
     assert want.count("\n") > 5
+    total_bars, total_records = _progress(tmp_path / "clean")
+    assert total_bars > 300 and total_records > 50
 
-    cmd, env = _live_cmd(market, tmp_path / "killed", tmp_path / "store")
+    # four kills, each after a random share of the run (at most a sixth: the run cannot end first)
     rng = random.Random(3)
-    kills = 0
-    for _ in range(30):
+    plan = [("bars", rng.randint(total_bars // 25, total_bars // 6)) if i % 2 == 0
+            else ("records", rng.randint(1, max(1, total_records // 6))) for i in range(4)]
+    state = tmp_path / "killed"
+    cmd, env = _live_cmd(market, state, tmp_path / "store")
+    kills = []
+    for what, amount in [*plan, (None, None)]:
+        base = _progress(state)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            proc.wait(timeout=rng.uniform(5.0, 14.0))
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            continue
-        assert proc.returncode == 0, proc.stderr.read()[-3000:]
-        break
-    else:
-        pytest.fail("the engine never finished")
-    assert kills >= 3, "no kill landed: make the run longer or the waits shorter"
-    assert (tmp_path / "killed" / "trades.csv").read_text() == want
-    entries = predictions(tmp_path / "killed" / "predictions")
-    clean = predictions(tmp_path / "clean" / "predictions")
-    assert entries["prediction_id"].is_unique  # restarts redo bars, the log still has one row per signal
-    assert sorted(entries["prediction_id"]) == sorted(clean["prediction_id"])
+        if what is None:  # the last run goes to the end
+            _, err = proc.communicate(timeout=900)
+            assert proc.returncode == 0, err[-3000:]
+            break
+        i = 0 if what == "bars" else 1
+        deadline = time.monotonic() + 900
+        while _progress(state)[i] < base[i] + amount:
+            assert proc.poll() is None, f"the engine ended before the planned kill ({what} +{amount}): " \
+                                        f"{proc.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "no progress in 15 minutes"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        kills.append((what, amount, _progress(state)))
+    assert len(kills) == 4, kills
+    bars_at_kill = [k[2][0] for k in kills]
+    assert bars_at_kill == sorted(bars_at_kill) and bars_at_kill[-1] < total_bars  # each landed mid-run
+    assert (state / "trades.csv").read_text() == want
+    _assert_written_once(state / "predictions")  # restarts redo bars; no record is written twice
+    assert sorted(_raw_records(state / "predictions")) == sorted(_raw_records(tmp_path / "clean" / "predictions"))
 
 
 @pytest.fixture(scope="module")
@@ -348,11 +411,16 @@ def test_a_new_version_is_picked_up_at_a_session_boundary_when_flat(market, stor
     assert not ((trades["entry_time"] < first_v2) & (trades["exit_time"] > first_v2)).any()
 
 
-@pytest.mark.parametrize("case", ["gap_of_hours", "pair_feed_stops"])
-def test_gaps_and_a_stopped_pair_feed_decide_as_the_backtest(market, tmp_path, case):
-    """A gap of hours in both feeds, or the pair's feed stopping while the instrument trades on:
+@pytest.mark.parametrize("case", ["gap_of_hours", "missing_session", "pair_feed_stops"])
+def test_gaps_and_a_stopped_pair_feed_decide_as_the_backtest(market, tmp_path, case, caplog):
+    """A gap of hours or a whole session missing in both feeds, or the pair's feed stopping
+    while the instrument trades on:
     the live path decides exactly as the backtest on the same files (pair features go missing
-    after the staleness limit in both), and the instrument keeps trading."""
+    after the staleness limit in both), and the instrument keeps trading. The engine says so:
+    a warning naming the instrument and the bar, and the instrument's last error in
+    `rooney live status`."""
+    import logging
+
     from rooney_core.live.parity import parity_check
 
     for sym in ("ES", "NQ"):
@@ -360,22 +428,148 @@ def test_gaps_and_a_stopped_pair_feed_decide_as_the_backtest(market, tmp_path, c
         ts = pd.to_datetime(frame["datetime"])
         if case == "gap_of_hours":
             drop = (ts >= "2023-03-15 08:00") & (ts < "2023-03-15 13:00")
+        elif case == "missing_session":  # the session of Wednesday 2023-03-15 (Tuesday 17:00-16:00)
+            drop = (ts >= "2023-03-14 17:00") & (ts < "2023-03-15 17:00")
         else:
             drop = (ts >= "2023-03-15 10:00") if sym == "NQ" else ts < ts.min()
         frame[~drop.to_numpy()].to_csv(tmp_path / f"{sym}_bt.csv", index=False)
     report = parity_check(CFG, "ES", tmp_path, ModelStore(tmp_path / "store"), months=1)
     assert report.ok, report.summary()
     assert report.trades > 10
-    if case == "pair_feed_stops":
-        import tempfile
 
-        with tempfile.TemporaryDirectory() as state:
-            engine = LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), state, paper=True, record_rows=True,
-                                persist=False)
-            replay_from = engine.start(history_from_raw(CFG, tmp_path), report.start)
-            engine.run(replay_feed(CFG, tmp_path, ["ES", "NQ"], since=replay_from), replay_from, close_at_end=True)
-        st = engine.instruments["ES"]
+    state = tmp_path / "state"
+    engine = LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), state, paper=True, record_rows=True)
+    replay_from = engine.start(history_from_raw(CFG, tmp_path), report.start)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rooney_core.live"):
+        engine.run(replay_feed(CFG, tmp_path, ["ES", "NQ"], since=replay_from), replay_from, close_at_end=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    es_error = status_of(state)["instruments"]["ES"]["last_error"]
+    st = engine.instruments["ES"]
+    if case == "gap_of_hours":
+        gaps = [m for m in warnings if "gap in the feed" in m]
+        # one per feed, at the bar after the gap, naming the missing hours; nothing else is a gap
+        assert sorted(m.split(":")[0] for m in gaps) == ["ES 2023-03-15 13", "NQ 2023-03-15 13"], gaps
+        es_gap = next(m for m in gaps if m.startswith("ES"))
+        assert "5 in-session hour(s) from 2023-03-15 08:00:00 to 2023-03-15 12:00:00" in es_gap
+        assert "previous bar 2023-03-15 07:00:00" in es_gap
+        assert es_error.startswith("pair NQ 2023-03-15 13:00:00: gap in the feed")  # NQ's, the later report
+        assert not any("stale" in m for m in warnings)
+    elif case == "missing_session":
+        gaps = [m for m in warnings if "gap in the feed" in m]
+        assert sorted(m.split(":")[0] for m in gaps) == ["ES 2023-03-15 17", "NQ 2023-03-15 17"], gaps
+        assert all("23 in-session hour(s) from 2023-03-14 17:00:00 to 2023-03-15 15:00:00 (1 whole session(s) "
+                   "missing) (previous bar 2023-03-14 15:00:00)" in m for m in gaps), gaps
+        assert "gap in the feed" in es_error
+    else:
+        stale = [m for m in warnings if "feed stale" in m]
+        # once, at the first bar whose pair bar is older than the limit (2 h after 09:00)
+        assert stale == [m for m in warnings if "NQ" in m] and len(stale) == 1, warnings
+        assert stale[0].startswith("NQ feed stale at ES 2023-03-15 12:00:00: its last bar is 2023-03-15 09:00:00")
+        assert "p_ibs" in stale[0]
+        assert es_error == "pair " + stale[0]
+        assert not any("gap in the feed" in m for m in warnings)
         pair_col = st.buffer.names.index("p_ibs")
-        after = [v for t, v in st.rows if pd.Timestamp(t) > pd.Timestamp("2023-03-15 13:00")]
+        after = [v for t, v in st.rows if pd.Timestamp(t) >= pd.Timestamp("2023-03-15 12:00")]
+        before = [v for t, v in st.rows if pd.Timestamp(t) < pd.Timestamp("2023-03-15 12:00")]
         assert after and all(np.isnan(v[pair_col]) for v in after)  # stale pair: missing, never zero
+        assert not np.isnan(before[-1][pair_col])
         assert any(pd.Timestamp(t["entry_time"]) > pd.Timestamp("2023-03-16") for t in st.core.trades)
+
+
+def test_a_short_warm_up_refuses_entries_until_warm_while_the_other_instrument_trades(market, stored_model,
+                                                                                     tmp_path, caplog):
+    """ES trades with a model whose features need 252+ hourly bars of history; it is given
+    a week of them. It takes no entry (logged, and `rooney live status` says why) until the
+    bars it sees make them warm; NQ, with its full history, trades throughout. While refused,
+    only real base signals go to the prediction log (with the reason), not every bar."""
+    import logging
+    import shutil
+
+    from rooney_core.strategy import rules
+    from rooney_core.strategy.engine import bar_start_time
+
+    store = ModelStore(tmp_path / "store")
+    shutil.copytree(stored_model.root, store.root)
+    store.promote("ES_v1", by="test")
+    full = history_from_raw(CFG, market)
+
+    def history(sym):
+        hourly, daily = full(sym)
+        if sym != "ES":
+            return hourly, daily
+        # hourly bars of the last week only (the daily bars are all there)
+        return hourly[hourly.index >= pd.Timestamp("2023-02-21 17:00")], daily
+
+    state = tmp_path / "state"
+    engine = LiveEngine(CFG, ["ES", "NQ"], store, state, paper=True)
+    with caplog.at_level(logging.INFO, logger="rooney_core.live"):
+        replay_from = engine.start(history, "2023-03-01")
+        at_start = status_of(state)["instruments"]
+        engine.run(replay_feed(CFG, market, ["ES", "NQ"], since=replay_from), replay_from, close_at_end=True)
+    short = [r.getMessage() for r in caplog.records if "history too short" in r.getMessage()]
+    assert len(short) == 1 and short[0].startswith("ES: ") and "atr5_z252" in short[0] \
+        and "volume_pctl252" in short[0], short
+    assert at_start["ES"]["trading"].startswith("no new entries: warming up:") and "atr5_z252" in at_start["ES"][
+        "trading"]
+    assert at_start["NQ"]["trading"] == "yes"
+    warm = [r for r in caplog.records if "every feature it decides with is warm" in r.getMessage()]
+    assert len(warm) == 1 and warm[0].getMessage().startswith("ES: ")
+    warm_at = pd.Timestamp(warm[0].getMessage().split(": ")[1])
+    assert pd.Timestamp("2023-03-05") < warm_at < pd.Timestamp("2023-03-25")
+    es = engine.instruments["ES"].core
+    entries = [pd.Timestamp(d["time"]) for d in es.decisions if d["event"] == "entry_order"]
+    assert entries and min(entries) >= warm_at  # none while cold, some once warm
+    assert len(engine.instruments["NQ"].core.trades) > 10  # NQ trades throughout
+    assert any(pd.Timestamp(t["entry_time"]) < warm_at for t in engine.instruments["NQ"].core.trades)
+    assert status_of(state)["instruments"]["ES"]["trading"] == "yes"
+
+    # the prediction log while ES was refused: exactly its base signals, each with the reason
+    log = events(state / "predictions")
+    refused = log[(log["event"] == "signal") & (log["instrument"] == "ES") & (log["reason"].str.startswith(
+        "warming up"))]
+    own = load_session_bars(market, CFG.instrument("ES")).hourly
+    feats = REGISTRY.compute(instrument_inputs(CFG, "ES", own, load_session_bars(market, CFG.instrument("NQ")).hourly))
+    cold = feats[(feats.index >= "2023-03-01") & (feats.index < warm_at)]
+    base = [t for t, ibs in zip(cold.index, cold["ibs"], strict=True)
+            if rules.entry_signal(ibs, bar_start_time(t.to_datetime64()), CFG.strategy)]
+    assert 5 < len(base) < len(cold) / 4
+    assert sorted(pd.to_datetime(refused["bar_time"])) == base
+    assert (refused["decision"] == "skip").all()
+
+
+def test_the_heartbeat_advances_with_the_feed_not_only_with_decided_bars(market, tmp_path, monkeypatch):
+    """Between hourly bars the engine still takes minutes: the heartbeat (written atomically,
+    at most every 5 s of the engine's clock) stays fresh. A fake clock advances 1 s per feed
+    item (5-minute bars of two feeds: 24 items per hour, so ~24 s between hourly bars)."""
+    from datetime import UTC, datetime, timedelta
+
+    from rooney_core.live import engine as engine_mod
+
+    now = [datetime(2026, 1, 5, 9, 0, tzinfo=UTC)]
+    writes = []
+    real_write = engine_mod.write_text_atomic
+    monkeypatch.setattr(engine_mod, "write_text_atomic",
+                        lambda text, target: writes.append((now[0], Path(target).name)) or real_write(text, target))
+    state = tmp_path / "state"
+    engine = LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), state, paper=True, clock=lambda: now[0],
+                        heartbeat_every=5.0)
+    replay_from = engine.start(history_from_raw(CFG, market), "2023-03-27")
+    ages, items = [], 0
+
+    def feed():
+        nonlocal items
+        for item in replay_feed(CFG, market, ["ES", "NQ"], since=replay_from):
+            if items:
+                ages.append(status_of(state, now=now[0])["heartbeat_age_s"])
+            now[0] += timedelta(seconds=1)
+            items += 1
+            yield item
+
+    engine.run(feed(), replay_from, close_at_end=True)
+    assert items > 1000 and len(ages) == items - 1
+    assert all(a is not None and a <= 5.0 for a in ages), ages  # never older than the rate limit
+    beats = [t for t, name in writes if name == "heartbeat.json"]
+    assert items / 5 - 2 <= len(beats) <= items / 5 + 2  # rate-limited: one per 5 s of clock
+    assert all((b - a).total_seconds() >= 5 for a, b in zip(beats, beats[1:-1], strict=False))
+    assert status_of(state, now=now[0])["heartbeat_age_s"] == 0  # the end of the feed beats too
