@@ -384,6 +384,12 @@ class ParitySection(Strict):
     months: int = Field(default=6, ge=1, le=120)  # the live-path replay gate of every new version
 
 
+class LiveSection(Strict):
+    # true: the live engine trades paper only (as POLICY_KILLSWITCH=true in the environment);
+    # no order leaves the process, and the engine says so at start and for every order
+    kill_switch: bool = False
+
+
 class PipelineConfig(Strict):
     execution: ExecutionSection = ExecutionSection()
     data: DataSection
@@ -395,6 +401,7 @@ class PipelineConfig(Strict):
     backtest: BacktestSection = BacktestSection()
     reconciliation: ReconciliationSection = ReconciliationSection()
     parity: ParitySection = ParitySection()
+    live: LiveSection = LiveSection()
 
 
 # --- loading -----------------------------------------------------------------------------

@@ -62,12 +62,15 @@ JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, paper_st
            description="Every hour: a paper_stage run for each instrument with a version in the paper stage "
            "(promoted automatically when its paper results track the backtest).")
 def paper_stage_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource):
+    from datetime import UTC, datetime
+
+    hour = f"{datetime.now(UTC):%Y%m%d%H}"
     store = rooney.store
     for symbol in rooney.cfg.symbols:
         entry = store.paper_entry(symbol)
         if entry is not None and entry.get("status") == "paper":
             # one run per instrument, version and hour (the run key dedupes repeated evaluations)
-            yield dg.RunRequest(run_key=f"{symbol}-{entry['version']}-{context.evaluation_time:%Y%m%d%H}",
+            yield dg.RunRequest(run_key=f"{symbol}-{entry['version']}-{hour}",
                                 partition_key=symbol)
 
 

@@ -282,7 +282,17 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
     r = dg.materialize(ASSETS, selection=["promoted_manifest"], resources={"rooney": res}, instance=inst)
     assert r.success
     passing = [v["version"] for v in store.list_versions("ES") if gate_status(store, v["version"])[0]]
-    assert store.production("ES") == (passing[-1] if passing else None)
+    # a passing version enters the paper stage first (validation.yml paper.sessions), never production
+    assert store.production("ES") is None
+    assert (store.paper_entry("ES") or {}).get("version") == (passing[-1] if passing else None)
+    # the sensor asks for a paper_stage run of each instrument with a version in the paper stage
+    from rooney_pipeline.jobs import paper_stage_sensor
+
+    ctx = dg.build_sensor_context(instance=inst, resources={"rooney": res})
+    assert list(paper_stage_sensor(ctx)) == [] if not passing else True
+    staged = passing[-1] if passing else store.stage_paper("ES_v2", by="test", reason="sensor", sessions=1)["version"]
+    [req] = list(paper_stage_sensor(dg.build_sensor_context(instance=inst, resources={"rooney": res})))
+    assert req.partition_key == "ES" and staged in req.run_key
     assert {v["version"] for v in store.list_versions("ES")} == {"ES_v1", "ES_v2"}  # the rest are kept
 
 
