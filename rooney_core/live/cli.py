@@ -75,7 +75,7 @@ def live(ctx, symbols, feed_spec, paper, state_dir, decide_from, history_dir) ->
         cfg.instrument(s)
     kind, where, speed = parse_feed_spec(feed_spec)
     state = state_dir or cfg.resolve_path("dagster_home/storage/live")
-    paper = paper or kill_switch_on()
+    paper = paper or kill_switch_on(cfg.pipeline.live.kill_switch)
     router = None if paper else WebhookRouter.from_env()
     if decide_from is None:
         decide_from = cfg.pipeline.backtest.start if kind == "replay" else str(_now_exchange(cfg, syms[0]))
@@ -87,7 +87,8 @@ def live(ctx, symbols, feed_spec, paper, state_dir, decide_from, history_dir) ->
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     live_log.addHandler(to_file)
     try:
-        engine = LiveEngine(cfg, syms, _store(cfg), state, paper=paper, router=router)
+        engine = LiveEngine(cfg, syms, _store(cfg), state, paper=paper, router=router,
+                            kill_switch=cfg.pipeline.live.kill_switch)
         replay_from = engine.start(_history(cfg, kind, where, history_dir), decide_from)
         engine.resend_unconfirmed()
         needed = sorted(engine.builders)

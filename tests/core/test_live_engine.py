@@ -376,6 +376,26 @@ def test_the_kill_switch_keeps_every_order_in_the_process(market, tmp_path, monk
     assert status_of(tmp_path / "state")["kill_switch"] is True
 
 
+def test_the_kill_switch_from_the_config_forces_paper_without_the_environment(market, tmp_path, config_dir,
+                                                                              monkeypatch):
+    """pipeline.yml live.kill_switch: true: `rooney live` without --paper (and with a webhook
+    configured) sends nothing and says so; status shows the switch."""
+    from click.testing import CliRunner
+
+    from rooney_core.cli import cli
+
+    monkeypatch.delenv("POLICY_KILLSWITCH", raising=False)
+    pipe = config_dir / "pipeline.yml"
+    pipe.write_text(pipe.read_text().replace("kill_switch: false", "kill_switch: true"))
+    env = {"ROONEY_MODEL_STORE": str(tmp_path / "store"), "ROONEY_CONFIG_DIR": str(config_dir),
+           "ROONEY_WEBHOOK_URL": "http://127.0.0.1:9/never", "ROONEY_WEBHOOK_SECRET": "s3cret"}
+    lv = CliRunner().invoke(cli, ["live", "--symbols", "ES", "--feed", f"replay:{market}", "--from", "2023-03-01",
+                                  "--state-dir", str(tmp_path / "live")], env=env, obj={})
+    assert lv.exit_code == 0, lv.output
+    assert "kill switch on" in lv.output and "LIVE via" not in lv.output
+    assert status_of(tmp_path / "live")["kill_switch"] is True and status_of(tmp_path / "live")["paper"] is True
+
+
 def test_a_new_version_is_picked_up_at_a_session_boundary_when_flat(market, stored_model, tmp_path):
     import shutil
 
