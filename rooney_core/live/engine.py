@@ -88,11 +88,13 @@ def _ts(v: Any) -> str:
 
 @dataclass
 class ModelSlot:
-    """The veto model an instrument trades with, and where it came from."""
+    """The veto model an instrument trades with, and where it came from. ``stage`` "paper":
+    the manifest's paper stage (the instrument trades it on paper only)."""
 
     version: str | None
     sha256: str | None
     bundle: VetoBundle | None
+    stage: str = "production"
 
     @property
     def veto(self) -> RowVeto | None:
@@ -166,11 +168,23 @@ class LiveEngine:
             if isinstance(chosen, VetoBundle):
                 return ModelSlot(f"{symbol} (unsaved candidate)", None, chosen)
             return ModelSlot(chosen, self.store.verify(chosen), self.store.load(chosen))
+        paper = self.store.paper_entry(symbol)
+        if paper is not None and paper.get("status") == "paper":
+            # the paper stage: its version, sha256 checked against the manifest's paper entry
+            name = paper["version"]
+            if self.store.verify(name) != paper["sha256"]:
+                raise RooneyError(f"{symbol}: {name} differs from the manifest's paper entry (sha256); refused")
+            return ModelSlot(name, paper["sha256"], self.store.load(name), stage="paper")
         found = self.store.load_production(symbol)
         if found is None:
             return ModelSlot(None, None, None)
         name, bundle = found
         return ModelSlot(name, self.store.verify(name), bundle)
+
+    def _paper_for(self, st: InstrumentState) -> bool:
+        """Orders of this instrument stay in the process: paper mode, the kill switch, or its
+        model in the paper stage."""
+        return self.paper or st.model.stage == "paper"
 
     def start(self, history: Callable[[str], tuple[pd.DataFrame, pd.DataFrame]], resume_from: Any) -> np.datetime64:
         """Load models and state, warm the buffers up from ``history(symbol) -> (hourly,
@@ -243,7 +257,8 @@ class LiveEngine:
         version = saved.get("model_version")
         if held and version != st.model.version:
             # an open position keeps the model it was entered with until it closes
-            st.model = ModelSlot(version, self.store.verify(version), self.store.load(version)) if version \
+            st.model = ModelSlot(version, self.store.verify(version), self.store.load(version),
+                                 stage=saved.get("model_stage", "production")) if version \
                 else ModelSlot(None, None, None)
             st.core.model = st.model.veto
         st.core.restore(saved["core"])
@@ -277,7 +292,7 @@ class LiveEngine:
                 "core": st.core.snapshot(), "pending_unfilled": st.broker.order is not None, "disabled": st.disabled,
                 "last_decided": _ts(st.last_decided) if st.last_decided is not None else None,
                 "session": str(st.session) if st.session is not None else None,
-                "model_version": st.model.version, "model_sha256": st.model.sha256,
+                "model_version": st.model.version, "model_sha256": st.model.sha256, "model_stage": st.model.stage,
                 "sent": sorted(st.sent), "last_error": st.last_error, "warming": st.warming,
             }
         write_text_atomic(json.dumps(data, indent=1, sort_keys=True, default=str), self.state_dir / STATE_FILE)
@@ -468,10 +483,10 @@ class LiveEngine:
         st.last_decided = ts
         if intent is not None:
             st.broker.place(intent)
-            if not self.paper:
+            if not self._paper_for(st):
                 self._write_state()  # the decision is on disk before the order leaves
                 self._route(st, intent)
-            elif self.kill_switch:
+            elif self.kill_switch or st.model.stage == "paper":
                 self._route(st, intent)  # says what it would have sent
         return True
 
@@ -486,12 +501,15 @@ class LiveEngine:
         if st.symbol in self.models:
             return  # a version chosen by hand stays
         try:
-            current = self.store.production(st.symbol)
+            paper = self.store.paper_entry(st.symbol)
+            current = (paper["version"] if paper is not None and paper.get("status") == "paper"
+                       else self.store.production(st.symbol))
         except RooneyError as err:
             st.last_error = str(err)
             log.error("%s: cannot read the manifest (%s); keeping %s", st.symbol, err, st.model.version)
             return
-        if current == st.model.version:
+        stage = "paper" if paper is not None and paper.get("status") == "paper" else "production"
+        if current == st.model.version and stage == st.model.stage:
             return
         if st.core.position is not None or st.core.pending is not None:
             self._say(st.symbol, f"{current} promoted; switching after the open position closes")
@@ -502,7 +520,8 @@ class LiveEngine:
             st.last_error = str(err)
             log.error("%s: refused the new production model: %s; keeping %s", st.symbol, err, st.model.version)
             return
-        self._say(st.symbol, f"session boundary: model {st.model.version or 'none'} -> {slot.version}")
+        self._say(st.symbol, f"session boundary: model {st.model.version or 'none'} ({st.model.stage}) -> "
+                             f"{slot.version} ({slot.stage})")
         st.model = slot
         st.core.model = slot.veto
 
@@ -520,7 +539,7 @@ class LiveEngine:
                                 threshold=m.bundle.threshold if m.bundle else None,
                                 decision="enter" if event == "entry_order" else "skip", reason=d["reason"],
                                 order_id=_order_id(st.symbol, t, BUY) if event == "entry_order" else None,
-                                paper=self.paper)
+                                paper=self._paper_for(st))
             elif event == "entry_fill":
                 sig = st.core.entry["signal_time"]
                 self.log.append("fill", prediction_id=f"{st.symbol}-{_ts(sig)}", fill_time=t, fill_price=d["price"])
@@ -534,9 +553,12 @@ class LiveEngine:
 
     def _route(self, st: InstrumentState, intent: OrderIntent) -> None:
         oid = _order_id(st.symbol, intent.signal_time, intent.side)
-        if self.paper:
+        if self._paper_for(st):
             if self.kill_switch:
                 self._say(st.symbol, f"kill switch: {intent.side} {intent.contracts} not sent (paper) [{oid}]")
+            elif st.model.stage == "paper":
+                self._say(st.symbol, f"paper stage ({st.model.version}): {intent.side} {intent.contracts} not sent "
+                                     f"[{oid}]")
             return
         if oid in st.sent:
             return
@@ -594,6 +616,7 @@ def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) ->
     for s, st in data.get("instruments", {}).items():
         pos = st["core"].get("position")
         rows[s] = {"last_bar": st.get("last_decided"), "model": st.get("model_version"),
+                   "stage": st.get("model_stage", "production"),
                    "position": f"long {pos['contracts']} @ {pos['entry_price']}" if pos else "flat",
                    "pending_order": bool(st["core"].get("pending")), "trades": len(st["core"].get("trades", [])),
                    "trading": "no new entries: " + (st.get("disabled") or st["warming"])

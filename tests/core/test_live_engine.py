@@ -396,6 +396,46 @@ def test_the_kill_switch_from_the_config_forces_paper_without_the_environment(ma
     assert status_of(tmp_path / "live")["kill_switch"] is True and status_of(tmp_path / "live")["paper"] is True
 
 
+def test_a_version_in_the_paper_stage_trades_on_paper_only_for_its_instrument(market, stored_model, tmp_path, caplog):
+    """gates -> paper: the engine runs the staged version of ES in paper mode (kill switch on
+    for ES only): its decisions are the backtest's with that version, no ES order reaches the
+    webhook, while NQ (no model, trading unfiltered per strategy.yml) routes its orders."""
+    import logging
+    import shutil
+
+    from test_order_router import Receiver
+
+    from rooney_core.live.router import WebhookRouter
+
+    store = ModelStore(tmp_path / "store")
+    shutil.copytree(stored_model.root, store.root)
+    store.stage_paper("ES_v1", by="test", reason="gates passed", sessions=10)
+    rx = Receiver([])
+    try:
+        engine = LiveEngine(CFG, ["ES", "NQ"], store, tmp_path / "state", paper=False, router=WebhookRouter(rx.url))
+        replay_from = engine.start(history_from_raw(CFG, market), "2023-03-01")
+        with caplog.at_level(logging.INFO, logger="rooney_core.live"):
+            engine.run(replay_feed(CFG, market, ["ES", "NQ"], since=replay_from), replay_from, close_at_end=True)
+    finally:
+        rx.close()
+    es, nq = engine.instruments["ES"], engine.instruments["NQ"]
+    assert es.model.version == "ES_v1" and es.model.stage == "paper"
+    es_orders = [d for d in es.core.decisions if d["event"] in ("entry_order", "exit_order")]
+    nq_orders = [d for d in nq.core.decisions if d["event"] in ("entry_order", "exit_order")]
+    assert es_orders and nq_orders
+    keys = [key for _, key, _ in rx.received]  # the idempotency key is the client order id
+    assert len(keys) == len(nq_orders) and all(k.startswith("NQ-") for k in keys)
+    assert caplog.text.count("paper stage (ES_v1)") == len(es_orders)
+    own = load_session_bars(market, CFG.instrument("ES")).hourly
+    pair = load_session_bars(market, CFG.instrument("NQ")).hourly
+    feats = REGISTRY.compute(instrument_inputs(CFG, "ES", own, pair))
+    bt = run_backtest(own, feats, CFG.instrument("ES"), CFG.strategy, model=store.load("ES_v1"), start="2023-03-01")
+    got = pd.DataFrame(es.core.trades)
+    assert len(got) == len(bt.trades) and (got["pnl_net"].to_numpy() == bt.trades["pnl_net"].to_numpy()).all()
+    st = status_of(tmp_path / "state")
+    assert st["instruments"]["ES"]["stage"] == "paper" and st["instruments"]["NQ"]["stage"] == "production"
+
+
 def test_a_new_version_is_picked_up_at_a_session_boundary_when_flat(market, stored_model, tmp_path):
     import shutil
 
