@@ -110,7 +110,8 @@ def live(ctx, symbols, feed_spec, paper, state_dir, decide_from, history_dir) ->
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def live_status(ctx, as_json: bool) -> None:
-    """Per instrument: last bar, position, model version, kill switch, last error, heartbeat age."""
+    """Per instrument: last bar, position, model version and stage (paper stage, watched),
+    kill switch, last error, heartbeat age."""
     from rooney_core.cli import _cfg
     from rooney_core.live.engine import status_of
 
@@ -123,8 +124,10 @@ def live_status(ctx, as_json: bool) -> None:
     click.echo(f"{'paper' if st['paper'] else 'LIVE'}; kill switch {'on' if st['kill_switch'] else 'off'}; "
                f"heartbeat {st['heartbeat']} ({'-' if age is None else f'{age:.0f} s ago'})")
     for s, row in st["instruments"].items():
-        click.echo(f"  {s:<4} last bar {row['last_bar']}  {row['position']:<22} model {row['model'] or 'none':<8} "
-                   f"trades {row['trades']:<5} last error: {row['last_error'] or '-'}")
+        stage = row.get("stage", "production")
+        flag = " (PAPER STAGE: no order sent)" if stage == "paper" else (" WATCHED" if row.get("watched") else "")
+        click.echo(f"  {s:<4} last bar {row['last_bar']}  {row['position']:<22} model {row['model'] or 'none':<8}"
+                   f"{flag} trades {row['trades']:<5} last error: {row['last_error'] or '-'}")
 
 
 

@@ -156,6 +156,7 @@ class LiveEngine:
         self.decide_from = np.datetime64("1970-01-01T00:00:00")
         self._last_hour: dict[str, np.datetime64] = {}  # symbol -> its last closed hourly bar (ns)
         self._quiet_until = self.decide_from  # bars up to here were seen (and reported) before
+        self._watch_entries: dict[tuple[str, str], dict | None] = {}  # (symbol, version) -> production entry
 
     # -- start -----------------------------------------------------------------------------------
     def _load_model(self, symbol: str) -> ModelSlot:
@@ -180,6 +181,23 @@ class LiveEngine:
             return ModelSlot(None, None, None)
         name, bundle = found
         return ModelSlot(name, self.store.verify(name), bundle)
+
+    def _watched(self, st: InstrumentState) -> bool:
+        """The instrument's production version is in its first ``paper.watch_days`` days."""
+        from rooney_core.model.staging import watched
+
+        if st.model.stage != "production" or st.model.version is None:
+            return False
+        key = (st.symbol, st.model.version)
+        if key not in self._watch_entries:  # read the manifest once per model, not per bar
+            try:
+                entry = self.store.production_entry(st.symbol)
+            except RooneyError:
+                entry = None
+            self._watch_entries[key] = entry if entry and entry.get("version") == st.model.version else None
+        entry = self._watch_entries[key]
+        return entry is not None and watched(entry, self.cfg.validation.for_symbol(st.symbol).paper.watch_days,
+                                             self.clock())
 
     def _paper_for(self, st: InstrumentState) -> bool:
         """Orders of this instrument stay in the process: paper mode, the kill switch, or its
@@ -293,6 +311,7 @@ class LiveEngine:
                 "last_decided": _ts(st.last_decided) if st.last_decided is not None else None,
                 "session": str(st.session) if st.session is not None else None,
                 "model_version": st.model.version, "model_sha256": st.model.sha256, "model_stage": st.model.stage,
+                "watched": self._watched(st),
                 "sent": sorted(st.sent), "last_error": st.last_error, "warming": st.warming,
             }
         write_text_atomic(json.dumps(data, indent=1, sort_keys=True, default=str), self.state_dir / STATE_FILE)
@@ -616,7 +635,7 @@ def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) ->
     for s, st in data.get("instruments", {}).items():
         pos = st["core"].get("position")
         rows[s] = {"last_bar": st.get("last_decided"), "model": st.get("model_version"),
-                   "stage": st.get("model_stage", "production"),
+                   "stage": st.get("model_stage", "production"), "watched": bool(st.get("watched")),
                    "position": f"long {pos['contracts']} @ {pos['entry_price']}" if pos else "flat",
                    "pending_order": bool(st["core"].get("pending")), "trades": len(st["core"].get("trades", [])),
                    "trading": "no new entries: " + (st.get("disabled") or st["warming"])

@@ -434,6 +434,13 @@ def test_a_version_in_the_paper_stage_trades_on_paper_only_for_its_instrument(ma
     assert len(got) == len(bt.trades) and (got["pnl_net"].to_numpy() == bt.trades["pnl_net"].to_numpy()).all()
     st = status_of(tmp_path / "state")
     assert st["instruments"]["ES"]["stage"] == "paper" and st["instruments"]["NQ"]["stage"] == "production"
+    assert st["instruments"]["ES"]["watched"] is False
+    # graduated: production from the next session, watched in its first week
+    store.promote("ES_v1", by="test", reason="paper passed")
+    engine = LiveEngine(CFG, ["ES"], store, tmp_path / "state2", paper=True)
+    engine.start(history_from_raw(CFG, market), "2023-06-01")
+    assert engine.instruments["ES"].model.stage == "production"
+    assert status_of(tmp_path / "state2")["instruments"]["ES"]["watched"] is True
 
 
 def test_a_new_version_is_picked_up_at_a_session_boundary_when_flat(market, stored_model, tmp_path):
