@@ -38,6 +38,7 @@ class ParityReport:
     bars: int = 0
     features_checked: int = 0
     decisions: int = 0
+    vetoes: int = 0  # of the backtest's decisions, signals the model vetoed
     trades: int = 0
     live_trades: int = 0
     backtest_pnl: float = 0.0
@@ -145,6 +146,7 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
     live_dec = _frame([d for d in st.core.decisions if d["event"] != "not_trading"], DECISION_FIELDS)
     bt_dec = _frame(bt.decisions.to_dict("records"), DECISION_FIELDS)
     report.decisions = len(bt_dec)
+    report.vetoes = int((bt_dec["event"] == "veto").sum())
     _compare_rows(report, "decision", bt_dec, live_dec, "time")
     live_tr = _frame(st.core.trades, TRADE_FIELDS)
     bt_tr = _frame(bt.trades.to_dict("records"), TRADE_FIELDS)
