@@ -1,13 +1,15 @@
 """Issue 9: do |P&L| sample weights beat unweighted training? ES, demo profile, two seeds, on the
 planted-edge and the null market (rooney sample-data --edge 1 / --edge 0 into /tmp/s9/edge and
 /tmp/s9/null). Prints the holdout veto-on backtest, PSR, DSR, AUC and the CV objective."""
-import sys, time
+import time
 from pathlib import Path
-from rooney_core.config import load_config
+
 from rooney_core.cli import _bars_and_features
+from rooney_core.config import load_config
 from rooney_core.training.candidates import extract_candidates
 from rooney_core.training.config import load_training_config
 from rooney_core.training.train import Market, train_veto_model
+
 cfg = load_config()
 for market in ("edge", "null"):
     data = Path(f"/tmp/s9/{market}")
