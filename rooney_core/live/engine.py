@@ -279,7 +279,7 @@ class LiveEngine:
                                  stage=saved.get("model_stage", "production")) if version \
                 else ModelSlot(None, None, None)
             st.core.model = st.model.veto
-        st.core.restore(saved["core"])
+        st.core.restore(saved["core"], trades=self._saved_trades(st, saved))
         st.broker.order = st.core.pending if saved.get("pending_unfilled") else None
         st.last_decided = np.datetime64(saved["last_decided"], "s") if saved.get("last_decided") else None
         st.session = np.datetime64(saved["session"], "D") if saved.get("session") else None
@@ -287,6 +287,36 @@ class LiveEngine:
         st.last_error = st.last_error or saved.get("last_error")
         st.trades_written = len(st.core.trades)
         st.logged = 0
+
+    def _saved_trades(self, st: InstrumentState, saved: dict) -> list[dict] | None:
+        """The closed trades of ``st`` before the restart: from its trades file (the state
+        holds only their count), those that exited by the last bar the state recorded (a
+        trade written just before a kill, whose bar the state never saw, is decided again)."""
+        core = saved["core"]
+        if core.get("trades") or not core.get("trades_count"):
+            return None  # an older state with the trades in it, or none yet
+        path = self.state_dir / f"{st.symbol}_{TRADES_FILE}"
+        try:
+            frame = pd.read_csv(path, dtype={"exit_reason": str})
+        except FileNotFoundError:
+            raise RooneyError(f"{path}: missing, but the engine state records {core['trades_count']} closed "
+                              f"{st.symbol} trades; restore the file or start a new --state-dir") from None
+        times = [c for c in frame.columns if c.endswith("_time")]
+        for c in times:
+            frame[c] = pd.to_datetime(frame[c])
+        last = pd.Timestamp(saved["last_decided"]) if saved.get("last_decided") else None
+        if last is not None:
+            frame = frame[frame["exit_time"] <= last]
+        rows = frame.to_dict("records")
+        for r in rows:
+            for c in times:
+                r[c] = None if pd.isna(r[c]) else str(np.datetime64(r[c], "s"))
+            if "probability" in r and r["probability"] != r["probability"]:
+                r["probability"] = None
+        if len(rows) < core["trades_count"]:
+            raise RooneyError(f"{path}: holds {len(rows)} {st.symbol} trades, the engine state records "
+                              f"{core['trades_count']}; the file was edited or lost lines")
+        return rows[:core["trades_count"]]
 
     # -- state -----------------------------------------------------------------------------------
     def _read_state(self) -> dict:
@@ -307,7 +337,8 @@ class LiveEngine:
                 "kill_switch": self.kill_switch, "heartbeat": self.heartbeat, "instruments": {}}
         for s, st in self.instruments.items():
             data["instruments"][s] = {
-                "core": st.core.snapshot(), "pending_unfilled": st.broker.order is not None, "disabled": st.disabled,
+                "core": st.core.snapshot(with_trades=False), "pending_unfilled": st.broker.order is not None,
+                "disabled": st.disabled,
                 "last_decided": _ts(st.last_decided) if st.last_decided is not None else None,
                 "session": str(st.session) if st.session is not None else None,
                 "model_version": st.model.version, "model_sha256": st.model.sha256, "model_stage": st.model.stage,
@@ -637,7 +668,7 @@ def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) ->
         rows[s] = {"last_bar": st.get("last_decided"), "model": st.get("model_version"),
                    "stage": st.get("model_stage", "production"), "watched": bool(st.get("watched")),
                    "position": f"long {pos['contracts']} @ {pos['entry_price']}" if pos else "flat",
-                   "pending_order": bool(st["core"].get("pending")), "trades": len(st["core"].get("trades", [])),
+                   "pending_order": bool(st["core"].get("pending")), "trades": st["core"].get("trades_count", len(st["core"].get("trades", []))),
                    "trading": "no new entries: " + (st.get("disabled") or st["warming"])
                    if st.get("disabled") or st.get("warming") else "yes",
                    "last_error": st.get("last_error")}

@@ -184,9 +184,11 @@ class DecisionCore:
         return self.pending
 
     # -- state, for a restart at the next bar ----------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self, with_trades: bool = True) -> dict:
         """Everything the core needs to go on after a restart, JSON-ready (decisions are not
-        state: the live engine writes them to the prediction log as they happen)."""
+        state: the live engine writes them to the prediction log as they happen). Without
+        ``with_trades`` the closed trades are left out (only their count): the live engine
+        keeps them in its trades files, so its per-bar state stays small."""
         def enc(v):
             if isinstance(v, np.datetime64):
                 return str(v.astype("datetime64[s]"))
@@ -199,10 +201,12 @@ class DecisionCore:
                                                      "signal_time": enc(self.pending.signal_time)}
         position = None if self.position is None else self.position.__dict__.copy()
         return {"bars_seen": self.bars_seen, "pending": pending, "position": position,
-                "exit_reason": self.exit_reason, "entry": rec(self.entry), "trades": [rec(t) for t in self.trades]}
+                "exit_reason": self.exit_reason, "entry": rec(self.entry),
+                "trades": [rec(t) for t in self.trades] if with_trades else [], "trades_count": len(self.trades)}
 
-    def restore(self, state: dict) -> None:
-        """Put back what ``snapshot`` saved."""
+    def restore(self, state: dict, trades: list[dict] | None = None) -> None:
+        """Put back what ``snapshot`` saved (``trades``: the closed trades, when the snapshot
+        left them out)."""
         def dec(k, v):
             return np.datetime64(v, "ns") if k.endswith("_time") and v is not None else v
 
@@ -215,7 +219,7 @@ class DecisionCore:
         self.position = None if state["position"] is None else rules.Position(**state["position"])
         self.exit_reason = state["exit_reason"]
         self.entry = rec(state["entry"])
-        self.trades = [rec(t) for t in state["trades"]]
+        self.trades = [rec(t) for t in (state["trades"] if trades is None else trades)]
 
     def open_position(self) -> dict | None:
         """The filled, still open position's record (for equity at the end of a run)."""

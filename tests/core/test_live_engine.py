@@ -14,6 +14,7 @@ from rooney_core.backtest.runner import TRADE_COLUMNS, run_backtest
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
 from rooney_core.data.sample import load_sample_market, write_sample_data
+from rooney_core.errors import RooneyError
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.live.engine import LiveEngine, history_from_raw, status_of
 from rooney_core.live.feeds import replay_feed
@@ -441,6 +442,28 @@ def test_a_version_in_the_paper_stage_trades_on_paper_only_for_its_instrument(ma
     engine.start(history_from_raw(CFG, market), "2023-06-01")
     assert engine.instruments["ES"].model.stage == "production"
     assert status_of(tmp_path / "state2")["instruments"]["ES"]["watched"] is True
+
+
+def test_the_state_holds_no_closed_trades_and_a_restart_takes_them_from_the_trades_file(market, tmp_path):
+    """The per-bar state stays small (closed trades live in <SYM>_trades.csv); a restart
+    reads them back, and a trades file that lost lines is refused, not silently shortened."""
+    import json
+
+    engine = LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), tmp_path / "state", paper=True)
+    replay_from = engine.start(history_from_raw(CFG, market), "2023-03-01")
+    engine.run(replay_feed(CFG, market, ["ES", "NQ"], since=replay_from), replay_from, close_at_end=True)
+    n = len(engine.instruments["ES"].core.trades)
+    saved = json.loads((tmp_path / "state" / "state.json").read_text())["instruments"]["ES"]["core"]
+    assert n > 5 and saved["trades"] == [] and saved["trades_count"] == n
+    again = LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), tmp_path / "state", paper=True)
+    again.start(history_from_raw(CFG, market), "2023-03-01")
+    restored = again.instruments["ES"].core.trades
+    assert len(restored) == n and [t["pnl_net"] for t in restored] == [t["pnl_net"] for t in engine.instruments["ES"].core.trades]
+    path = tmp_path / "state" / "ES_trades.csv"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-2]))
+    with pytest.raises(RooneyError, match="holds .* trades, the engine state records"):
+        LiveEngine(CFG, ["ES"], ModelStore(tmp_path / "store"), tmp_path / "state", paper=True).start(
+            history_from_raw(CFG, market), "2023-03-01")
 
 
 def test_a_new_version_is_picked_up_at_a_session_boundary_when_flat(market, stored_model, tmp_path):
