@@ -140,3 +140,23 @@ def write_bytes_atomic(data: bytes, target: Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+def jsonable(obj):
+    """``obj`` with numpy scalars made plain Python and non-finite floats made None (JSON
+    has no NaN), recursively through dicts, lists and tuples."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        return None if not math.isfinite(obj) else float(obj)
+    return obj

@@ -84,3 +84,16 @@ def write_gate_report(store, name: str, passed: bool = True, failing: str = "out
     report = {"symbol": name.split("_v")[0], "version": name, "content_hash": "test", "created_at": "test",
               "passed": passed, "gates": gates}
     store.write_gate_report(name, json.dumps(report), passed)
+
+
+def realdata_dir():
+    """The real-data folder: $ROONEY_REALDATA, else shared/realdata beside the repository (CI's
+    copy), else the workplace's /work/shared/realdata. Read in place, never copied."""
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("ROONEY_REALDATA")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+    return beside if beside.is_dir() else Path("/work/shared/realdata")

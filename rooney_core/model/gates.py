@@ -24,7 +24,6 @@ it is never shown as passed.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +35,7 @@ import pandas as pd
 from rooney_core.backtest.runner import possible_entries, slice_period
 from rooney_core.config import RooneyConfig
 from rooney_core.features import REGISTRY, REGISTRY_VERSION
+from rooney_core.io import jsonable
 
 GATES: dict[str, str] = {
     "feature_availability": "Every feature is computable on the live path (registry schema unchanged) and its "
@@ -86,7 +86,7 @@ class GateReport:
     def to_dict(self) -> dict:
         return {"symbol": self.symbol, "version": self.version, "content_hash": self.content_hash,
                 "created_at": self.created_at, "passed": self.passed,
-                "gates": [_plain(asdict(g)) for g in self.gates]}
+                "gates": [jsonable(asdict(g)) for g in self.gates]}
 
     @classmethod
     def from_dict(cls, d: dict) -> GateReport:
@@ -112,20 +112,6 @@ class ModelData:
     data_dir: Path | None = None
     store: Any = None  # rooney_core.model.ModelStore
     parity_months: int | None = None
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        return None if not math.isfinite(obj) else float(obj)
-    return obj
 
 
 def _show(v: Any) -> str:
@@ -180,7 +166,7 @@ def backtest_reproduction(bundle, market) -> tuple[GateResult, Any]:
         return _fail(name, "the bundle holds no holdout backtest metrics (trained before the veto-on holdout "
                            "evaluation; retrain it)"), None
     on, _ = holdout_backtests(market, bundle, pd.Timestamp(start))
-    again = _plain({k: on.metrics[k] for k in REPRODUCED_KEYS})
+    again = jsonable({k: on.metrics[k] for k in REPRODUCED_KEYS})
     differ = {k: (stored.get(k), again[k]) for k in REPRODUCED_KEYS if stored.get(k) != again[k]}
     if differ:
         shown = "; ".join(f"{k}: stored {a!r}, re-run {b!r}" for k, (a, b) in differ.items())
@@ -214,7 +200,7 @@ def out_of_sample(bundle, market, rerun, t) -> GateResult:
               f">= {t.min_deflated_sharpe}", "trades": f">= {t.min_trades}",
               "max_drawdown_pct": f"<= {t.max_drawdown_pct}"}
     detail = "; ".join(f"{k} {_show(value[k])} ({limits[k]}{'' if checks[k] else ': FAIL'})" for k in checks)
-    return GateResult(name, not bad, _plain(value), limits, f"veto-on holdout backtest: {detail}")
+    return GateResult(name, not bad, jsonable(value), limits, f"veto-on holdout backtest: {detail}")
 
 
 def importance(bundle, t) -> GateResult:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import optuna
 import pandas as pd
 
@@ -20,6 +19,7 @@ from rooney_core.backtest.runner import run_backtest
 from rooney_core.config import Instrument, StrategyConfig
 from rooney_core.errors import RooneyError
 from rooney_core.features import REGISTRY, REGISTRY_VERSION
+from rooney_core.io import jsonable
 from rooney_core.model import VetoBundle
 from rooney_core.model.bundle import hashed_config
 from rooney_core.redact import redact_url
@@ -183,7 +183,7 @@ def make_bundle(result: TrainingResult, trained_at: str | None = None) -> VetoBu
                       threshold=result.threshold, registry_version=REGISTRY_VERSION,
                       feature_schema_hash=result.schema_hash, data_hash=result.data_hash,
                       config={**result.config, "config_hash": _config_hash(result.config),
-                              "best_params": result.best_params}, metrics=_jsonable(result.metrics),
+                              "best_params": result.best_params}, metrics=jsonable(result.metrics),
                       trained_at=trained_at)
 
 
@@ -191,17 +191,3 @@ def _config_hash(config: dict) -> str:
     import json
 
     return hashlib.sha256(json.dumps(hashed_config(config), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        return None if not np.isfinite(obj) else float(obj)
-    return obj

@@ -5,12 +5,10 @@ crosses a session break (the 2026 Presidents' Day halt at 12:00 included)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from builders import realdata_dir
 from test_strategy import bars, low, mid, run
 
 from rooney_core.backtest.runner import run_backtest
@@ -107,15 +105,7 @@ def test_bars_features_and_daily_bars_use_the_same_calendar(tmp_path):
     assert monday == pytest.approx((d["close"] - d["low"]) / (d["high"] - d["low"]))
 
 
-def _realdata() -> Path:
-    env = os.environ.get("ROONEY_REALDATA")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[3] / "shared" / "realdata"
-    return beside if beside.is_dir() else Path("/work/shared/realdata")
-
-
-TOPSTEPX = _realdata() / "topstepx_2026_1min"
+TOPSTEPX = realdata_dir() / "topstepx_2026_1min"
 
 
 @pytest.mark.skipif(not (TOPSTEPX / "ES_bt.csv").is_file(), reason=f"real CME minute bars not in {TOPSTEPX}")

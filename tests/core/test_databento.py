@@ -15,7 +15,6 @@ Two kinds of input:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
 from pathlib import Path
@@ -26,10 +25,10 @@ import databento_dbn as dbn
 import numpy as np
 import pandas as pd
 import pytest
+from builders import realdata_dir
 from click.testing import CliRunner
 
 from rooney_core.cli import cli
-from rooney_core.config import REPO_ROOT
 from rooney_core.data.databento import (
     DatabentoError,
     iter_dbn_minute_bars,
@@ -41,20 +40,7 @@ from rooney_core.data.databento import (
 from rooney_core.data.raw import read_raw_bars
 from rooney_core.errors import ConfigError
 
-
-def _realdata_dir() -> Path:
-    """$ROONEY_REALDATA, else shared/realdata beside the repository (CI's copy), else the
-    workplace's /work/shared/realdata."""
-    env = os.environ.get("ROONEY_REALDATA")
-    if env:
-        return Path(env)
-    for cand in (REPO_ROOT.parent / "shared" / "realdata", Path("/work/shared/realdata")):
-        if cand.is_dir():
-            return cand
-    return Path("/work/shared/realdata")
-
-
-DBN_DIR = _realdata_dir() / "databento"
+DBN_DIR = realdata_dir() / "databento"
 OHLCV_2024 = DBN_DIR / "futures_ohlcv-1m_2024-07-01T23-40_2024-07-02T00-10.dbn.zst"
 OHLCV_2026 = DBN_DIR / "futures_ohlcv-1m_2026-01-09T20-55_2026-01-09T21-05.dbn.zst"
 DEFS_2024 = DBN_DIR / "futures_definition.dbn.zst"

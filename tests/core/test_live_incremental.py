@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
+from builders import realdata_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,15 +50,7 @@ ES_CAL = CFG.instrument("ES").calendar
 REPLAY_FROM = "2021-01-01"  # trading date of the first replayed session; history before it
 
 
-def _realdata() -> Path:
-    env = os.environ.get("ROONEY_REALDATA")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[3] / "shared" / "realdata"
-    return beside if beside.is_dir() else Path("/work/shared/realdata")
-
-
-TOPSTEPX = _realdata() / "topstepx_2026_1min"
+TOPSTEPX = realdata_dir() / "topstepx_2026_1min"
 
 
 def raw_minutes(path: Path) -> pd.DataFrame:
