@@ -47,30 +47,14 @@ def label_signals(hourly: pd.DataFrame, features: pd.DataFrame, instrument: Inst
     busy_until = -1  # the veto-off strategy's position (or pending order) covers bars <= this
     unresolved = 0
     for i in signals:
-        core = DecisionCore(rules, instrument, ["ibs"], None, veto_enabled=False)
-        broker = PaperBroker(instrument)
-        intent = core.on_bar(ts[i], closes[i], ibs[i])
-        if intent is None:  # possible_entries and the core's rule disagree: never silently
-            raise RooneyError(f"{instrument.symbol} {ts[i]}: a base signal the decision core does not take")
-        broker.place(intent)
-        j = i + 1
-        while j < len(ts):
-            fill = broker.fill_at_open(ts[j], opens[j])
-            if fill is not None:
-                core.on_fill(ts[j], fill.price, fill.contracts)
-                if core.trades:
-                    break
-            intent = core.on_bar(ts[j], closes[j], ibs[j])
-            if intent is not None:
-                broker.place(intent)
-            j += 1
-        if not core.trades:
+        trade = _simulate(ts, opens, closes, ibs, int(i), instrument, rules)
+        if trade is None:
             unresolved += 1
             continue
-        trade = core.trades[0]
         rows.append({**trade, "overlaps": bool(i <= busy_until)})
         if i > busy_until:
-            busy_until = j - 1  # the exit fills at bar j's open: from j's close on it is flat again
+            # the exit fills at bar j's open: from j's close on it is flat again
+            busy_until = int(np.searchsorted(ts, np.datetime64(trade["exit_time"], "ns"))) - 1
     out = pd.DataFrame(rows, columns=[c for c in OUTCOME_COLUMNS if c not in ("return", "win")])
     for col in ("signal_time", "entry_time", "exit_time"):
         out[col] = pd.to_datetime(out[col])
@@ -80,6 +64,36 @@ def label_signals(hourly: pd.DataFrame, features: pd.DataFrame, instrument: Inst
     out = out[OUTCOME_COLUMNS]
     out.attrs["unresolved"] = unresolved
     return out
+
+
+def _simulate(ts: np.ndarray, opens: np.ndarray, closes: np.ndarray, ibs: np.ndarray, i: int,
+              instrument: Instrument, rules: StrategyConfig) -> dict | None:
+    """The trade of the base signal at bar ``i`` taken alone: a fresh decision core (veto
+    off) and paper broker from that bar until the exit fills; None if the data ends first."""
+    core = DecisionCore(rules, instrument, ["ibs"], None, veto_enabled=False)
+    broker = PaperBroker(instrument)
+    intent = core.on_bar(ts[i], closes[i], ibs[i])
+    if intent is None:  # possible_entries and the core's rule disagree: never silently
+        raise RooneyError(f"{instrument.symbol} {ts[i]}: a base signal the decision core does not take")
+    broker.place(intent)
+    for j in range(i + 1, len(ts)):
+        fill = broker.fill_at_open(ts[j], opens[j])
+        if fill is not None:
+            core.on_fill(ts[j], fill.price, fill.contracts)
+            if core.trades:
+                return core.trades[0]
+        intent = core.on_bar(ts[j], closes[j], ibs[j])
+        if intent is not None:
+            broker.place(intent)
+    return None
+
+
+def simulate_signal(bars: pd.DataFrame, ibs: np.ndarray, i: int, instrument: Instrument,
+                    rules: StrategyConfig) -> dict | None:
+    """The trade a base signal at bar ``i`` of ``bars`` makes on its own (same exits, fills
+    and costs as the strategy); None if the data ends before it exits."""
+    return _simulate(bars.index.values, bars["open"].to_numpy(dtype=float), bars["close"].to_numpy(dtype=float),
+                     np.asarray(ibs, dtype=np.float64).reshape(-1, 1), i, instrument, rules)
 
 
 def extract_candidates(hourly: pd.DataFrame, features: pd.DataFrame, instrument: Instrument,

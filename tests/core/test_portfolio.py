@@ -1,0 +1,140 @@
+"""The portfolio engine (rooney_core/portfolio/engine.py): every instrument on the decision core
+in one time-ordered loop, with the portfolio rules. Sample data for ES, NQ, GC, SI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rooney_core.backtest.runner import run_backtest
+from rooney_core.config import load_config
+from rooney_core.data import load_session_bars
+from rooney_core.data.sample import load_sample_market, write_sample_data
+from rooney_core.features import REGISTRY, instrument_inputs
+from rooney_core.portfolio import PortfolioRules, run_portfolio
+
+CFG = load_config()
+SYMBOLS = ["ES", "NQ", "GC", "SI"]
+START = "2023-01-01"
+COLS = ["signal_time", "entry_time", "entry_price", "exit_time", "exit_price", "exit_reason", "pnl_net"]
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    out = tmp_path_factory.mktemp("portfolio_market")
+    write_sample_data(out, SYMBOLS, "2021-06-01", "2023-12-31", seed=4, edge=1.0, cfg=CFG,
+                      market=load_sample_market(CFG.config_dir), interval_minutes=60)
+    hourly = {s: load_session_bars(out, CFG.instrument(s)).hourly for s in SYMBOLS}
+    feats = {s: REGISTRY.compute(instrument_inputs(CFG, s, hourly[s], hourly[CFG.instrument(s).pair]))
+             for s in SYMBOLS}
+    return hourly, feats
+
+
+def _run(market, rules: PortfolioRules, start=START):
+    hourly, feats = market
+    return run_portfolio(hourly, feats, {s: CFG.instrument(s) for s in SYMBOLS}, CFG.strategy, rules, start=start)
+
+
+def test_with_every_rule_off_it_is_the_sum_of_the_single_instrument_backtests(market):
+    hourly, feats = market
+    res = _run(market, PortfolioRules.off())
+    assert res.skipped.empty and len(res.trades) > 100
+    total = 0.0
+    for s in SYMBOLS:
+        single = run_backtest(hourly[s], feats[s], CFG.instrument(s), CFG.strategy, start=START).trades
+        mine = res.trades[res.trades["symbol"] == s].sort_values("signal_time").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine[COLS], single[COLS].reset_index(drop=True), check_dtype=False)
+        total += single["pnl_net"].sum()
+    assert res.net_pnl == pytest.approx(total, abs=1e-6)
+
+
+def test_pnl_is_the_sum_of_the_trades_under_the_chosen_sizes_and_booked_only_at_exit(market):
+    base = _run(market, PortfolioRules.off())
+    sized = _run(market, PortfolioRules(contracts={"ES": 2, "GC": 3}))
+    for s, n in (("ES", 2), ("GC", 3), ("NQ", 1)):
+        a = base.trades[base.trades["symbol"] == s]["pnl_net"].to_numpy()
+        b = sized.trades[sized.trades["symbol"] == s]["pnl_net"].to_numpy()
+        np.testing.assert_allclose(b, n * a, atol=1e-6)
+    # equity = capital + closed trades + open positions marked at their last close
+    open_value = 0.0
+    for s, p in sized.open_positions.items():
+        last = market[0][s]["close"].iloc[-1]
+        open_value += (last - p["entry_price"]) * p["contracts"] * CFG.instrument(s).point_value
+    assert sized.equity.iloc[-1] == pytest.approx(100_000 + sized.net_pnl + open_value, abs=1e-6)
+    # marked to market at every bar: it moves between exits too
+    exits = set(pd.DatetimeIndex(sized.trades["exit_time"]))
+    moves = sized.equity.diff().fillna(0) != 0
+    assert moves[~sized.equity.index.isin(exits)].any()
+
+
+def test_never_more_than_the_maximum_positions_and_skips_carry_their_counterfactual(market):
+    for cap in (1, 2):
+        res = _run(market, PortfolioRules(max_positions=cap))
+        assert res.max_open <= cap
+        skips = res.skipped[res.skipped["rule"] == "max_positions"]
+        assert len(skips) > 0 and skips["counterfactual_pnl"].notna().all()
+
+
+def test_the_correlation_filter_uses_only_past_bars(market):
+    hourly, feats = market
+    rules = PortfolioRules(corr_rho=0.2, corr_window=60)
+    base = _run(market, rules)
+    assert (base.skipped["rule"] == "correlation").sum() > 0
+    cut = pd.Timestamp("2023-07-03 17:00")
+    rng = np.random.default_rng(1)
+    changed_h, changed_f = {}, {}
+    for s in SYMBOLS:
+        h = hourly[s].copy()
+        after = h.index > cut
+        scale = np.exp(rng.normal(0, 0.02, after.sum()))
+        for c in ("open", "high", "low", "close"):
+            h.loc[after, c] = h.loc[after, c] * scale
+        changed_h[s] = h
+    for s in SYMBOLS:
+        changed_f[s] = REGISTRY.compute(instrument_inputs(CFG, s, changed_h[s], changed_h[CFG.instrument(s).pair]))
+    other = run_portfolio(changed_h, changed_f, {s: CFG.instrument(s) for s in SYMBOLS}, CFG.strategy, rules,
+                          start=START)
+    before = base.skipped[base.skipped["signal_time"] <= cut].reset_index(drop=True)
+    before2 = other.skipped[other.skipped["signal_time"] <= cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(before[["signal_time", "symbol", "rule", "reason"]],
+                                  before2[["signal_time", "symbol", "rule", "reason"]])
+    t1 = base.trades[base.trades["signal_time"] <= cut - pd.Timedelta(days=3)]
+    t2 = other.trades[other.trades["signal_time"] <= cut - pd.Timedelta(days=3)]
+    assert list(t1["signal_time"]) == list(t2["signal_time"])
+
+
+def test_a_daily_loss_stop_blocks_entries_until_the_next_session(market):
+    limit = 150.0
+    res = _run(market, PortfolioRules(daily_loss_stop=limit))
+    stops = res.skipped[res.skipped["rule"] == "daily_loss_stop"]
+    assert len(stops) > 0
+    cal = CFG.instrument("ES").calendar
+    stop_day = cal.trading_date(stops["signal_time"].to_numpy())
+    entry_day = cal.trading_date(res.trades["signal_time"].to_numpy())
+    first = pd.Series(stops["signal_time"].to_numpy(), index=stop_day).groupby(level=0).min()
+    for day, t0 in first.items():
+        # the first refusal of the session was for a session P&L at or below -limit ...
+        pnl = float(stops[stop_day == day]["reason"].iloc[0].split("session P&L ")[1].split(" $")[0].replace(",", ""))
+        assert pnl <= -limit
+        # ... and no instrument entered later in that session
+        assert not ((entry_day == day) & (res.trades["signal_time"] > t0).to_numpy()).any()
+    # the stop lifts: there are entries in sessions after a stopped one
+    assert any((entry_day > d).any() for d in first.index)
+
+
+def test_a_max_drawdown_stop_ends_new_entries(market):
+    res = _run(market, PortfolioRules(max_drawdown_stop=500.0))
+    stops = res.skipped[res.skipped["rule"] == "max_drawdown_stop"]
+    assert len(stops) > 0
+    first = stops["signal_time"].min()
+    assert (res.trades["signal_time"] < first).all()  # nothing entered after it, for the rest of the run
+    assert (res.equity.cummax() - res.equity).loc[:first].max() >= 500.0
+
+
+def test_same_inputs_same_portfolio(market):
+    rules = PortfolioRules(max_positions=2, corr_rho=0.5, daily_loss_stop=400.0, contracts={"NQ": 2})
+    a, b = _run(market, rules), _run(market, rules)
+    pd.testing.assert_frame_equal(a.trades, b.trades)
+    pd.testing.assert_series_equal(a.equity, b.equity)
+    pd.testing.assert_frame_equal(a.skipped, b.skipped)
