@@ -74,9 +74,11 @@ class PortfolioResult:
 def run_portfolio(hourly: dict[str, pd.DataFrame], features: dict[str, pd.DataFrame],
                   instruments: dict[str, Instrument], rules_cfg: StrategyConfig, rules: PortfolioRules,
                   models: dict[str, VetoModel | None] | None = None, capital: float = 100_000.0,
-                  start: str | None = None) -> PortfolioResult:
+                  start: str | None = None, labels: dict[str, pd.DataFrame] | None = None) -> PortfolioResult:
     """Run the portfolio over the instruments' hourly bars (features aligned with them, on
-    the full history so they are warm) from ``start``."""
+    the full history so they are warm) from ``start``. ``labels`` (an instrument's labelled
+    signals, ``extract_candidates``: the lake's ``candidates``) give skipped entries their
+    counterfactual P&L by lookup; without them each is simulated when it is skipped."""
     from rooney_core.strategy.models import RowVeto
 
     symbols = sorted(hourly)
@@ -105,6 +107,13 @@ def run_portfolio(hourly: dict[str, pd.DataFrame], features: dict[str, pd.DataFr
     skipped: list[dict] = []
     max_open = 0
     cal = instruments[symbols[0]].calendar
+    known = {s: dict(zip(pd.DatetimeIndex(lab["signal_time"]).values, lab["pnl_net"].astype(float), strict=True))
+             for s, lab in (labels or {}).items()}
+
+    def counterfactual(s: str, i: int, t) -> float | None:
+        if s in known:
+            return known[s].get(t)
+        return _counterfactual(bars[s], x[s], i, instruments[s], rules_cfg, list(feats[s].columns))
 
     def open_value() -> float:
         v = 0.0
@@ -147,8 +156,7 @@ def run_portfolio(hourly: dict[str, pd.DataFrame], features: dict[str, pd.DataFr
                 if why is not None:
                     core.on_order_failed(t, f"portfolio: {why[1]}")
                     skipped.append({"signal_time": pd.Timestamp(t), "symbol": s, "rule": why[0], "reason": why[1],
-                                    "counterfactual_pnl": _counterfactual(bars[s], x[s], i, instruments[s],
-                                                                          rules_cfg, list(feats[s].columns))})
+                                    "counterfactual_pnl": counterfactual(s, i, t)})
                     continue
                 intent = replace(intent, contracts=int(rules.contracts.get(s, intent.contracts)))
                 core.pending = intent

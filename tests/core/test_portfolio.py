@@ -69,11 +69,19 @@ def test_pnl_is_the_sum_of_the_trades_under_the_chosen_sizes_and_booked_only_at_
 
 
 def test_never_more_than_the_maximum_positions_and_skips_carry_their_counterfactual(market):
+    from rooney_core.training.candidates import label_signals
+
+    hourly, feats = market
+    labels = {s: label_signals(hourly[s], feats[s], CFG.instrument(s), CFG.strategy) for s in SYMBOLS}
     for cap in (1, 2):
         res = _run(market, PortfolioRules(max_positions=cap))
         assert res.max_open <= cap
         skips = res.skipped[res.skipped["rule"] == "max_positions"]
         assert len(skips) > 0 and skips["counterfactual_pnl"].notna().all()
+        # simulated on the spot or looked up in the labelled signals: the same P&L
+        looked = run_portfolio(hourly, feats, {s: CFG.instrument(s) for s in SYMBOLS}, CFG.strategy,
+                               PortfolioRules(max_positions=cap), start=START, labels=labels)
+        pd.testing.assert_frame_equal(looked.skipped, res.skipped)
 
 
 def test_the_correlation_filter_uses_only_past_bars(market):
