@@ -19,7 +19,10 @@ and the entry is skipped: the core is told its order failed, so it stays flat):
    this bar's close (only past bars: the decision at t never sees t+1);
 5. ``allocation``: the instrument's (or its group's) notional at entry would exceed its
    share of the account's equity;
-6. sizing: ``contracts`` per instrument (default 1), never refused.
+6. sizing: ``contracts`` per instrument (default 1), or with ``risk_budget`` a volatility
+   target: as many contracts as keep one hourly ATR of the position (``atr14_pct`` x close x
+   point value, known at the signal bar's close) within the budget in $, at least 1 and at
+   most ``max_contracts``; never refused.
 
 No P&L is booked before a trade exits (the cores book closed trades only); equity is marked
 to market at every bar time: capital + closed P&L + open positions at their last close.
@@ -52,6 +55,17 @@ class PortfolioRules:
     max_drawdown_stop: float | None = None  # $ from the equity peak
     allocation: dict[str, float] = field(default_factory=dict)  # instrument or group -> share of equity
     groups: dict[str, str] = field(default_factory=dict)  # instrument -> group (for allocation)
+    risk_budget: float | None = None  # $ of one hourly ATR per position (volatility-targeted size)
+    max_contracts: int = 10
+
+    def size(self, symbol: str, default: int, atr_pct: float, close: float, point_value: float) -> int:
+        """Contracts for an entry of ``symbol``: fixed, or volatility-targeted."""
+        if self.risk_budget is None:
+            return int(self.contracts.get(symbol, default))
+        risk = atr_pct * close * point_value  # $ per contract of one hourly ATR
+        if not risk > 0:  # missing or zero ATR: the smallest position
+            return 1
+        return int(min(self.max_contracts, max(1, np.floor(self.risk_budget / risk))))
 
     @classmethod
     def off(cls) -> PortfolioRules:
@@ -95,6 +109,8 @@ def run_portfolio(hourly: dict[str, pd.DataFrame], features: dict[str, pd.DataFr
         x[s] = feats[s].to_numpy(dtype=np.float64)
         opens[s], closes[s] = bars[s]["open"].to_numpy(), bars[s]["close"].to_numpy()
         index[s] = {t: i for i, t in enumerate(bars[s].index.values)}
+    atr_col = {s: list(feats[s].columns).index("atr14_pct") if "atr14_pct" in feats[s].columns else None
+               for s in symbols}
     times = np.unique(np.concatenate([bars[s].index.values for s in symbols]))
     # hourly log returns on the common clock, for the correlation filter (NaN where no bar)
     rets = pd.DataFrame({s: np.log(bars[s]["close"]).diff() for s in symbols}).reindex(times)
@@ -158,7 +174,9 @@ def run_portfolio(hourly: dict[str, pd.DataFrame], features: dict[str, pd.DataFr
                     skipped.append({"signal_time": pd.Timestamp(t), "symbol": s, "rule": why[0], "reason": why[1],
                                     "counterfactual_pnl": counterfactual(s, i, t)})
                     continue
-                intent = replace(intent, contracts=int(rules.contracts.get(s, intent.contracts)))
+                atr = x[s][i][atr_col[s]] if atr_col[s] is not None else float("nan")
+                size = rules.size(s, intent.contracts, atr, float(closes[s][i]), instruments[s].point_value)
+                intent = replace(intent, contracts=size)
                 core.pending = intent
             broker.place(intent)
         busy = sum(1 for s in symbols if cores[s].position is not None or
@@ -208,7 +226,7 @@ def _refusal(s, t, equity, peak, session_start_equity, cores, rules: PortfolioRu
         members = [o for o in busy if rules.groups.get(o, o) == key or o == s]
         held = sum(last_close.get(o, 0.0) * instruments[o].point_value * cores[o].position.contracts
                    for o in members if cores[o].position is not None)
-        new = last_close[s] * instruments[s].point_value * rules.contracts.get(s, intent.contracts)
+        new = last_close[s] * instruments[s].point_value * rules.contracts.get(s, intent.contracts)  # fixed size
         if held + new > share * equity:
             return "allocation", f"{key} notional {held + new:,.0f} $ > {share:.0%} of equity {equity:,.0f} $"
     return None

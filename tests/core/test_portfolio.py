@@ -68,6 +68,22 @@ def test_pnl_is_the_sum_of_the_trades_under_the_chosen_sizes_and_booked_only_at_
     assert moves[~sized.equity.index.isin(exits)].any()
 
 
+def test_volatility_targeted_sizes_shrink_as_the_atr_grows(market):
+    hourly, feats = market
+    budget = 1500.0
+    res = _run(market, PortfolioRules(risk_budget=budget, max_contracts=8))
+    base = _run(market, PortfolioRules.off())
+    assert len(res.trades) == len(base.trades)  # sizing never refuses an entry
+    es = res.trades[res.trades["symbol"] == "ES"].reset_index(drop=True)
+    one = base.trades[base.trades["symbol"] == "ES"].reset_index(drop=True)
+    f, h = feats["ES"], hourly["ES"]
+    risk = (f["atr14_pct"] * h["close"] * CFG.instrument("ES").point_value).loc[es["signal_time"]].to_numpy()
+    want = np.clip(np.floor(budget / risk), 1, 8)
+    np.testing.assert_array_equal(es["contracts"].to_numpy(), want)
+    np.testing.assert_allclose(es["pnl_net"], one["pnl_net"] * es["contracts"], atol=1e-6)  # P&L under the sizes
+    assert es["contracts"].nunique() > 1
+
+
 def test_never_more_than_the_maximum_positions_and_skips_carry_their_counterfactual(market):
     from rooney_core.training.candidates import label_signals
 
