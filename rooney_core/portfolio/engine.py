@@ -239,3 +239,41 @@ def _counterfactual(bars: pd.DataFrame, x: np.ndarray, i: int, inst: Instrument,
 
     trade = simulate_signal(bars, x[:, names.index("ibs")], i, inst, rules_cfg)
     return None if trade is None else float(trade["pnl_net"])
+
+
+def daily_pnl(equity: pd.Series, calendar, capital: float) -> pd.Series:
+    """Daily P&L of a marked-to-market equity series (one value per trading date: the last
+    equity of the session minus the previous session's)."""
+    days = calendar.trading_date(equity.index.values).astype("datetime64[ns]")
+    last = equity.groupby(days).last()
+    return last.diff().fillna(last.iloc[0] - capital) if len(last) else last
+
+
+def portfolio_summary(result: PortfolioResult, calendar, capital: float = 100_000.0) -> dict:
+    """The out-of-sample figures a risk manager reads: Sharpe, Sortino, max drawdown ($ and
+    %), Calmar, the instruments' daily P&L correlations and each one's share of portfolio
+    variance (risk contribution), trades skipped by rule with their counterfactual P&L."""
+    from rooney_core.backtest.metrics import TRADING_DAYS, max_drawdown, sharpe, sortino
+
+    daily = daily_pnl(result.equity, calendar, capital)
+    dd_usd, dd_pct = max_drawdown(np.r_[capital, result.equity.to_numpy()])
+    years = len(daily) / TRADING_DAYS if len(daily) else float("nan")
+    annual = float(daily.sum() / years) if years and years == years else float("nan")
+    out = {"net_pnl": result.net_pnl, "trades": int(len(result.trades)), "days": int(len(daily)),
+           "sharpe": sharpe(daily), "sortino": sortino(daily), "max_drawdown_usd": dd_usd,
+           "max_drawdown_pct": dd_pct, "calmar": annual / dd_usd if dd_usd > 0 else float("nan"),
+           "max_open": result.max_open}
+    if len(result.trades):
+        per = result.trades.assign(day=calendar.trading_date(result.trades["exit_time"].to_numpy())
+                                   .astype("datetime64[ns]"))
+        by = per.pivot_table(index="day", columns="symbol", values="pnl_net", aggfunc="sum").reindex(
+            daily.index).fillna(0.0)
+        cov = by.cov()
+        total = float(cov.to_numpy().sum())
+        out["correlation"] = by.corr()
+        out["risk_contribution"] = (cov.sum(axis=1) / total) if total > 0 else cov.sum(axis=1) * float("nan")
+    skipped = result.skipped
+    out["skipped"] = (skipped.groupby("rule").agg(skipped=("symbol", "size"),
+                                                  counterfactual_pnl=("counterfactual_pnl", "sum"))
+                      if len(skipped) else pd.DataFrame(columns=["skipped", "counterfactual_pnl"]))
+    return out

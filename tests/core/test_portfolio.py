@@ -162,3 +162,23 @@ def test_same_inputs_same_portfolio(market):
     pd.testing.assert_frame_equal(a.trades, b.trades)
     pd.testing.assert_series_equal(a.equity, b.equity)
     pd.testing.assert_frame_equal(a.skipped, b.skipped)
+
+
+def test_the_summary_risk_manager_figures(market):
+    from rooney_core.backtest.metrics import sharpe
+    from rooney_core.portfolio.engine import daily_pnl, portfolio_summary
+
+    res = _run(market, PortfolioRules(max_positions=2, corr_rho=0.5))
+    cal = CFG.instrument("ES").calendar
+    out = portfolio_summary(res, cal)
+    daily = daily_pnl(res.equity, cal, 100_000)
+    assert daily.sum() == pytest.approx(res.equity.iloc[-1] - 100_000, abs=1e-6)
+    assert out["sharpe"] == pytest.approx(sharpe(daily))
+    assert out["max_drawdown_usd"] >= 0 and out["calmar"] == out["calmar"]
+    rc = out["risk_contribution"]
+    assert set(rc.index) <= set(SYMBOLS) and rc.sum() == pytest.approx(1.0)  # shares of the variance
+    corr = out["correlation"]
+    assert np.allclose(np.diag(corr.to_numpy()), 1.0) and np.allclose(corr, corr.T)
+    sk = out["skipped"]
+    assert set(sk.index) == set(res.skipped["rule"]) and sk["skipped"].sum() == len(res.skipped)
+    assert sk["counterfactual_pnl"].sum() == pytest.approx(res.skipped["counterfactual_pnl"].sum())
