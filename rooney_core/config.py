@@ -133,6 +133,7 @@ class SessionSpec(Strict):
     open: HHMM
     close: HHMM
     calendar: str | None = None  # pandas_market_calendars name: holidays and early closes
+    group: str | None = None  # the asset class (equity_index, metals, energy, fx): portfolio allocation
 
     @field_validator("calendar")
     @classmethod
@@ -196,6 +197,7 @@ class Instrument(Strict):
     calendar: SessionCalendar
     commission_per_side: float
     slippage_ticks: float
+    group: str | None = None  # asset class, for the portfolio's allocation per group
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -237,6 +239,7 @@ class InstrumentsConfig(Strict):
             slippage_ticks=(
                 spec.slippage_ticks if spec.slippage_ticks is not None else self.costs.slippage_ticks
             ),
+            group=self.sessions[spec.session].group,
         )
 
 

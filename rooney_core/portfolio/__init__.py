@@ -2,12 +2,15 @@
 rules (sizes, concurrent positions, correlation filter, loss and drawdown stops, allocation)."""
 
 from rooney_core.portfolio.engine import (
-    RULE_ORDER,
+    PortfolioInputs,
     PortfolioResult,
-    PortfolioRules,
     daily_pnl,
     portfolio_summary,
+    prepare,
     run_portfolio,
+    simulate,
 )
+from rooney_core.portfolio.guard import RULE_ORDER, PortfolioGuard, PortfolioRules
 
-__all__ = ["RULE_ORDER", "PortfolioResult", "PortfolioRules", "daily_pnl", "portfolio_summary", "run_portfolio"]
+__all__ = ["RULE_ORDER", "PortfolioGuard", "PortfolioInputs", "PortfolioResult", "PortfolioRules", "daily_pnl",
+           "portfolio_summary", "prepare", "run_portfolio", "simulate"]

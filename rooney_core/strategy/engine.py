@@ -18,6 +18,7 @@ the pure functions of ``rules.py``; every signal, veto, order and fill is kept i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import time
 from typing import Any, Protocol
 
@@ -84,6 +85,14 @@ def bar_start_time(ts: Any) -> time:
     return time(minute // 60, minute % 60)
 
 
+@lru_cache(maxsize=1 << 16)
+def _exit_window(calendar, exit_bar: time, day: int) -> tuple[np.datetime64, np.datetime64]:
+    """The calendar's exit window of a trading date (days since 1970), shared by every core
+    (a portfolio optimisation makes many)."""
+    d = np.datetime64(day, "D")
+    return calendar.exit_bar_at(np.array([d]), exit_bar)[0], calendar.close_at(np.array([d]))[0]
+
+
 class DecisionCore:
     """Long-only IBS mean reversion on one instrument, one position at a time."""
 
@@ -100,16 +109,17 @@ class DecisionCore:
         self.entry: dict | None = None  # the open trade's record so far
         self.trades: list[dict] = []
         self.decisions: list[dict] = []
-        self._windows: dict = {}  # trading date -> (exit bar start, session close)
+        self._windows: dict = {}  # trading date (days since 1970) -> (exit bar start, session close)
+        self._shift = instrument.calendar._shift_minutes  # minutes that move a bar onto its trading date
 
-    def _exit_window(self, ts: Any) -> tuple[np.datetime64, np.datetime64]:
-        """(exit bar start, close) of the session of the bar at ``ts`` (exchange calendar:
-        early closes move both), cached per trading date."""
-        day = self.inst.calendar.trading_date(np.array([np.datetime64(ts, "m")]))[0]
+    def _exit_window(self, t: np.datetime64) -> tuple[np.datetime64, np.datetime64]:
+        """(exit bar start, close) of the session of the bar starting at ``t`` (minutes;
+        exchange calendar: early closes move both), cached per trading date (the calendar's
+        own rule, in integer minutes: this runs at every bar)."""
+        day = (int(t.astype(np.int64)) + self._shift) // 1440
         win = self._windows.get(day)
         if win is None:
-            win = self._windows[day] = self.inst.calendar.exit_window(np.datetime64(ts, "m"),
-                                                                      self.cfg.exits.session_exit_bar)
+            win = self._windows[day] = _exit_window(self.inst.calendar, self.cfg.exits.session_exit_bar, day)
         return win
 
     def _log(self, ts: Any, event: str, reason: str, **extra) -> None:
@@ -155,9 +165,10 @@ class DecisionCore:
         if self.pending is not None:
             return None  # one order at a time: wait for the broker's answer
         ibs = row[self._ibs_col]
-        bar_start = bar_start_time(ts)
-        exit_bar, session_close = self._exit_window(ts)
         t = np.datetime64(ts, "m")
+        minute = int(t.astype(np.int64)) % 1440
+        bar_start = time(minute // 60, minute % 60)  # bar_start_time(ts)
+        exit_bar, session_close = self._exit_window(t)
         if self.position is not None:
             ps = self.position = rules.Position(self.position.entry_price, self.position.contracts,
                                                 self.position.bars_held + 1)
@@ -182,6 +193,26 @@ class DecisionCore:
         self.entry = {"signal_time": ts, "signal_index": i, "probability": decision.probability}
         self.pending = OrderIntent(BUY, size, reason, ts, decision.probability)
         return self.pending
+
+    def entry_signals(self, times: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Whether each bar (start ``times``, feature ``rows``) gives a base entry signal when
+        flat: what ``on_bar`` asks first, by the same rule and calendar. An adapter holding
+        the whole series may give a flat core's non-signal bars to ``skip_bar`` instead of
+        ``on_bar`` (the same outcome: the bar is counted and nothing else happens)."""
+        out = np.zeros(len(times), dtype=bool)
+        for i, ts in enumerate(times):
+            t = np.datetime64(ts, "m")
+            minute = int(t.astype(np.int64)) % 1440
+            exit_bar, _ = self._exit_window(t)
+            out[i] = rules.entry_signal(rows[i, self._ibs_col], time(minute // 60, minute % 60), self.cfg,
+                                        room=t < exit_bar)
+        return out
+
+    def skip_bar(self) -> None:
+        """A bar that cannot change a flat core's state (``entry_signals`` says no signal)."""
+        if self.position is not None or self.pending is not None:
+            raise RuntimeError(f"{self.inst.symbol}: only a flat core's bar may be skipped")
+        self.bars_seen += 1
 
     # -- state, for a restart at the next bar ----------------------------------------------------
     def snapshot(self, with_trades: bool = True) -> dict:
