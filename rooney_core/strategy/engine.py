@@ -18,8 +18,8 @@ the pure functions of ``rules.py``; every signal, veto, order and fill is kept i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import time
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
