@@ -128,7 +128,8 @@ class LiveEngine:
                  *, paper: bool = True, router: OrderRouter | None = None, kill_switch: bool = False,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  models: dict[str, str | VetoBundle | ModelSlot] | None = None, record_rows: bool = False,
-                 persist: bool = True, heartbeat_every: float = 5.0, gap_hours: int = 1):
+                 persist: bool = True, heartbeat_every: float = 5.0, gap_hours: int = 1,
+                 portfolio: Any = "production"):
         if len(set(symbols)) != len(symbols) or not symbols:
             raise RooneyError(f"live: give each instrument once (got {symbols})")
         self.cfg, self.symbols, self.store = cfg, list(symbols), store
@@ -157,6 +158,11 @@ class LiveEngine:
         self._last_hour: dict[str, np.datetime64] = {}  # symbol -> its last closed hourly bar (ns)
         self._quiet_until = self.decide_from  # bars up to here were seen (and reported) before
         self._watch_entries: dict[tuple[str, str], dict | None] = {}  # (symbol, version) -> production entry
+        # the portfolio rules: "production" (the store's production portfolio config, if any),
+        # a PortfolioConfig, or None (every instrument on its own)
+        self._portfolio_arg = portfolio
+        self.portfolio = None  # the PortfolioConfig in force
+        self.guard = None  # its PortfolioGuard over the instruments it names
 
     # -- start -----------------------------------------------------------------------------------
     def _load_model(self, symbol: str) -> ModelSlot:
@@ -265,10 +271,49 @@ class LiveEngine:
                             "(holds %d hourly bars and %d sessions before %s; need %s): %s not warm; no new "
                             "entries until they are", s, held["hourly"], held["daily"], _ts(start),
                             _declared(buf, cold), ", ".join(cold))
+        self._start_portfolio(frames, as_of, saved.get("portfolio"))
         if self.kill_switch:
             log.warning("POLICY_KILLSWITCH is on: paper trading; no order leaves this process")
         self._write_state()  # `rooney live status` answers from the start (the same state, or the first)
         return start
+
+    def _start_portfolio(self, frames: dict, as_of: pd.Timestamp, saved: dict | None) -> None:
+        """The portfolio rules in force (see ``__init__``'s ``portfolio``) over the instruments
+        this engine trades that the config names; the correlation window warms up from the
+        history bars, the account state comes back from the engine state."""
+        from rooney_core.portfolio import deploy
+        from rooney_core.portfolio.guard import PortfolioGuard
+
+        config = self._portfolio_arg
+        if isinstance(config, str) and config == "production":
+            try:
+                config = deploy.production(self.store)
+            except RooneyError as err:
+                raise RooneyError(f"the production portfolio config is refused: {err}") from None
+        if config is None:
+            return
+        guarded = [s for s in self.symbols if s in config.symbols]
+        outside = [s for s in self.symbols if s not in config.symbols]
+        if not guarded:
+            log.warning("portfolio %s names none of %s: every instrument trades on its own", config.version,
+                        ", ".join(self.symbols))
+            return
+        if outside:
+            log.warning("portfolio %s does not name %s: those trade outside its rules", config.version,
+                        ", ".join(outside))
+        for flag in deploy.flags(self.store, config) if config.version else []:
+            log.warning("portfolio %s: %s (re-optimise on the production models)", config.version, flag)
+        self.portfolio = config
+        self.guard = PortfolioGuard(config.rules.rules(), {s: self.cfg.instrument(s) for s in guarded},
+                                    {s: self.instruments[s].core for s in guarded}, config.capital)
+        self.guard.warm({s: frames[s][0]["close"][frames[s][0].index < as_of] for s in guarded})
+        if saved and saved.get("version") == config.version:
+            self.guard.restore(saved["account"])
+        elif saved:
+            log.warning("portfolio %s replaces %s in the engine state: its account state starts afresh",
+                        config.version, saved.get("version"))
+        self._say(None, f"portfolio {config.version or '(unsaved)'} over {', '.join(guarded)}: "
+                        f"{config.rules.model_dump(exclude_defaults=True)}")
 
     def _restore(self, st: InstrumentState, saved: dict) -> None:
         held = saved["core"].get("position") or saved["core"].get("pending")
@@ -345,6 +390,8 @@ class LiveEngine:
                 "watched": self._watched(st),
                 "sent": sorted(st.sent), "last_error": st.last_error, "warming": st.warming,
             }
+        if self.guard is not None:
+            data["portfolio"] = {"version": self.portfolio.version, "account": self.guard.snapshot()}
         write_text_atomic(json.dumps(data, indent=1, sort_keys=True, default=str), self.state_dir / STATE_FILE)
 
     def _write_trades(self, st: InstrumentState) -> None:
@@ -425,12 +472,19 @@ class LiveEngine:
             if bar.kind == HOURLY:
                 self._check_gap(bar)
         decided = False
+        todo = []
         for s, st in self.instruments.items():
             rows = st.buffer.update(closed)
             own = [b for b in closed if b.symbol == s and b.kind == HOURLY]
-            for bar, row in zip(own, rows, strict=True):
-                self._check_pair(st, bar)
-                decided |= self._decide(st, bar, row)
+            todo += [(np.datetime64(bar.timestamp, "ns"), s, bar, row) for bar, row in zip(own, rows, strict=True)]
+        todo.sort(key=lambda item: (item[0], item[1]))  # bar time, then symbol: the portfolio backtest's order
+        for k, (t, s, bar, row) in enumerate(todo):
+            st = self.instruments[s]
+            self._check_pair(st, bar)
+            now = self._decide(st, bar, row)
+            decided |= now
+            if self.guard is not None and now and (k + 1 == len(todo) or todo[k + 1][0] != t):
+                self.guard.mark(bar.timestamp)  # every instrument's bar at t is decided
         self.heartbeat = self.clock().isoformat(timespec="seconds")
         if decided:
             # once per clock step: a kill before this write redoes the whole step after a
@@ -494,16 +548,26 @@ class LiveEngine:
     def _decide(self, st: InstrumentState, bar: ClosedBar, row) -> bool:
         """Decide one closed hourly bar; False if it was warm-up or already decided."""
         ts = np.datetime64(bar.timestamp, "s")
+        guard = self.guard if self.guard is not None and st.symbol in self.guard.cores else None
         if ts < self.decide_from or (st.last_decided is not None and ts <= st.last_decided):
-            return False  # warm-up, or decided before a restart: only the buffers needed it
+            if guard is not None:
+                guard.observe(st.symbol, np.datetime64(bar.timestamp, "ns"), bar.close)
+            return False  # warm-up, or decided before a restart: only the buffers (and the correlation window)
         inst = self.cfg.instrument(st.symbol)
         session = inst.calendar.trading_date(np.array([bar.timestamp]))[0]
         if st.session is not None and session != st.session:
             self._maybe_switch_model(st)
         st.session = session
+        if guard is not None:
+            guard.begin(bar.timestamp)
         fill = st.broker.fill_at_open(bar.timestamp, bar.open)
         if fill is not None:
+            n_before = len(st.core.trades)
             st.core.on_fill(bar.timestamp, fill.price, fill.contracts)
+            if guard is not None and len(st.core.trades) > n_before:
+                guard.trade_closed(st.core.trades[-1]["pnl_net"])
+        if guard is not None:
+            guard.observe(st.symbol, np.datetime64(bar.timestamp, "ns"), bar.close)
         values = np.array([row.values[n] for n in st.buffer.names], dtype=np.float64)
         if self.record_rows:
             st.rows.append((bar.timestamp, values))
@@ -527,6 +591,14 @@ class LiveEngine:
             intent = None
         else:
             intent = st.core.on_bar(bar.timestamp, bar.close, values)
+            if intent is not None and intent.side == BUY and guard is not None:
+                atr = values[st.buffer.names.index("atr14_pct")] if "atr14_pct" in st.buffer.names else float("nan")
+                sized, why = guard.entry(st.symbol, np.datetime64(bar.timestamp, "ns"), intent, atr)
+                if why is not None:
+                    st.core.on_order_failed(bar.timestamp, f"portfolio {why[0]}: {why[1]}")
+                    intent = None
+                else:
+                    st.core.pending = intent = sized
         self._log_decisions(st, values)
         if len(st.core.trades) > st.trades_written:
             self._write_trades(st)
@@ -579,9 +651,18 @@ class LiveEngine:
         new = st.core.decisions[st.logged:]
         st.logged = len(st.core.decisions)
         m = st.model
-        for d in new:
+        for j, d in enumerate(new):
             event, t = d["event"], d["time"]
-            if event in ("veto", "entry_order", "not_trading"):
+            refused = (event == "entry_order" and j + 1 < len(new) and new[j + 1]["event"] == "order_failed"
+                       and str(new[j + 1]["reason"]).startswith("portfolio "))
+            if refused:  # the portfolio's rules refused the entry the veto allowed
+                self.log.append("signal", prediction_id=f"{st.symbol}-{_ts(t)}", instrument=st.symbol, bar_time=t,
+                                model_version=m.version, bundle_sha256=m.sha256,
+                                feature_schema_hash=m.bundle.feature_schema_hash if m.bundle else None,
+                                feature_names=st.buffer.names, features=values, probability=d.get("probability"),
+                                threshold=m.bundle.threshold if m.bundle else None, decision="skip",
+                                reason=new[j + 1]["reason"], order_id=None, paper=self._paper_for(st))
+            elif event in ("veto", "entry_order", "not_trading"):
                 self.log.append("signal", prediction_id=f"{st.symbol}-{_ts(t)}", instrument=st.symbol, bar_time=t,
                                 model_version=m.version, bundle_sha256=m.sha256,
                                 feature_schema_hash=m.bundle.feature_schema_hash if m.bundle else None,

@@ -122,7 +122,7 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
     with tempfile.TemporaryDirectory(prefix="rooney-parity-") as state:
         slot = ModelSlot(name, None, bundle) if bundle is not None else None  # loaded and checked above
         engine = LiveEngine(cfg, [symbol], store, state, paper=True, models={symbol: slot} if slot else None,
-                            record_rows=True, persist=False)
+                            record_rows=True, persist=False, portfolio=None)
         replay_from = engine.start(lambda s: (loaded[s].hourly, loaded[s].daily), start)
         engine.run(raw_feed({s: loaded[s].raw for s in sorted(engine.builders)}, since=replay_from), replay_from,
                    close_at_end=True)
@@ -156,6 +156,65 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
     _compare_rows(report, "trade", bt_tr, live_tr, "signal_time")
     return report
 
+
+
+def portfolio_parity_check(cfg: RooneyConfig, data_dir: str | Path, store: ModelStore, config,
+                           start: str | None = None, end: str | None = None) -> ParityReport:
+    """The portfolio case of the parity gate: ``config`` (a ``PortfolioConfig``) over its
+    holdout (or from ``start``), through the portfolio backtest (batch bars and features, the
+    batched veto, ``run_portfolio``) and through the live engine with that config (minute
+    files replayed: incremental bars and features, one-row predictions, the paper broker and
+    the same ``PortfolioGuard``). Every trade (sizes included) and every entry the portfolio's
+    rules refused must agree. ``end`` (exclusive) shortens the replay for tests."""
+    from rooney_core.portfolio.engine import run_portfolio
+
+    symbols = sorted(config.symbols)
+    need = sorted({*symbols, *(cfg.instrument(s).pair for s in symbols if cfg.instrument(s).pair)})
+    loaded = {s: load_session_bars(data_dir, cfg.instrument(s), **cfg.pipeline.data.gate()) for s in need}
+    start = start or (config.holdout.start if config.holdout else None)
+    if start is None:
+        raise ValueError("portfolio parity: give a start (the config has no holdout period)")
+    feats = {s: REGISTRY.compute(instrument_inputs(cfg, s, loaded[s].hourly,
+                                                   loaded[cfg.instrument(s).pair].hourly if cfg.instrument(s).pair
+                                                   else None), selected_features(cfg.features.selection))
+             for s in symbols}
+    bundles = {s: store.load(v) if v else None for s, v in config.models.items()}
+    bt = run_portfolio({s: loaded[s].hourly for s in symbols}, feats, {s: cfg.instrument(s) for s in symbols},
+                       cfg.strategy, config.rules.rules(), models=bundles, capital=config.capital, start=start,
+                       end=end)
+    report = ParityReport("portfolio " + ",".join(symbols), config.version, str(start))
+    with tempfile.TemporaryDirectory(prefix="rooney-parity-") as state:
+        slots = {s: ModelSlot(v, None, bundles[s]) for s, v in config.models.items() if v}
+        engine = LiveEngine(cfg, symbols, store, state, paper=True, models=slots or None, persist=False,
+                            portfolio=config)
+        replay_from = engine.start(lambda s: (loaded[s].hourly, loaded[s].daily), start)
+        feed = raw_feed({s: loaded[s].raw for s in sorted(engine.builders)}, since=replay_from)
+        if end is not None:  # minutes before ``end`` (an hour boundary): the backtest's bars before it
+            stop = np.datetime64(pd.Timestamp(end), "s")
+            feed = (item for item in feed if getattr(item, "timestamp", None) is None or item.timestamp < stop)
+        engine.run(feed, replay_from, close_at_end=True)
+        live_trades = [{**t, "symbol": s} for s in symbols for t in engine.instruments[s].core.trades]
+        live_skips = [{"signal_time": d["time"], "symbol": s, "reason": d["reason"]}
+                      for s in symbols for d in engine.instruments[s].core.decisions
+                      if d["event"] == "order_failed" and str(d["reason"]).startswith("portfolio ")]
+    fields = ["symbol", *TRADE_FIELDS]
+    bt_tr = _frame(bt.trades.to_dict("records"), fields).sort_values(["signal_time", "symbol"]).reset_index(drop=True)
+    live_tr = _frame(live_trades, fields).sort_values(["signal_time", "symbol"]).reset_index(drop=True)
+    report.trades, report.live_trades = len(bt_tr), len(live_tr)
+    report.backtest_pnl = round(float(bt_tr["pnl_net"].sum()), 2) if len(bt_tr) else 0.0
+    report.live_pnl = round(float(live_tr["pnl_net"].sum()), 2) if len(live_tr) else 0.0
+    bt_tr["key"] = bt_tr["symbol"] + " " + bt_tr["signal_time"].astype(str)
+    live_tr["key"] = live_tr["symbol"] + " " + live_tr["signal_time"].astype(str)
+    _compare_rows(report, "trade", bt_tr, live_tr, "key")
+    bt_sk = bt.skipped.assign(reason="portfolio " + bt.skipped["rule"] + ": " + bt.skipped["reason"])
+    bt_sk = _frame(bt_sk.to_dict("records"), ["signal_time", "symbol", "reason"])
+    live_sk = _frame(live_skips, ["signal_time", "symbol", "reason"])
+    bt_sk, live_sk = (f.sort_values(["signal_time", "symbol"]).reset_index(drop=True) for f in (bt_sk, live_sk))
+    for f in (bt_sk, live_sk):
+        f["key"] = f["symbol"] + " " + pd.to_datetime(f["signal_time"]).astype(str)
+    report.decisions = len(bt_sk)
+    _compare_rows(report, "skipped entry", bt_sk, live_sk, "key")
+    return report
 
 
 def parity_gate(report: ParityReport) -> dict:

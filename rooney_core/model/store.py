@@ -11,6 +11,12 @@ Layout under the root::
     gates/<SYMBOL>_v<N>.json                 the version's latest gate report (versions are immutable,
                                              so reports are records beside them)
     gates.log                                append-only: one line per gate report written (sha256)
+    portfolios/portfolio_v<N>/portfolio.json a portfolio config (rules, the models and data it was
+                                             optimised on), with report.html and plots beside it
+    portfolios.log                           append-only: one line per portfolio version (sha256)
+
+The manifest's ``portfolio`` entry names the production portfolio version; its promotions and
+rollbacks go through the same audit log (symbol "portfolio").
 
 What is trusted (R6, and no code runs from a file we did not store): a version name resolves
 only inside ``versions/``; its bundle's sha256 is checked against the manifest when it is in
@@ -63,6 +69,10 @@ RECORDS_FILE = "versions.log"
 _KEEP = object()  # _commit: leave this manifest section's entry as it is
 _NAME = re.compile(r"(?P<symbol>[A-Za-z0-9]+)_v(?P<n>[1-9][0-9]*)")  # used with fullmatch only
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # fullmatch
+_PORTFOLIO = re.compile(r"portfolio_v(?P<n>[1-9][0-9]*)")  # fullmatch
+PORTFOLIO_FILE = "portfolio.json"
+PORTFOLIO_RECORDS = "portfolios.log"
+PORTFOLIO = "portfolio"  # the manifest section and audit-log symbol of portfolio versions
 _TMP_DIR = re.compile(r"\.tmp-[A-Za-z0-9]+-(?P<pid>\d+)-(?P<host>.+)-[^-]+")  # fullmatch
 
 
@@ -148,6 +158,8 @@ class ModelStore:
         self._lock_path = self.root / ".store.lock"
         self.gates_dir = self.root / "gates"
         self.gates_log_path = self.root / "gates.log"
+        self.portfolios_dir = self.root / "portfolios"
+        self.portfolio_records_path = self.root / PORTFOLIO_RECORDS
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r})"
@@ -572,6 +584,155 @@ class ModelStore:
             self._commit(man, symbol, entry, replaced=cur["version"])
         return entry
 
+    # ---- portfolio configs (portfolio_v<N>) ------------------------------------------------------
+
+    def add_portfolio(self, config: dict[str, Any], extra_files: dict[str, bytes] | None = None) -> str:
+        """Store a portfolio config (a JSON-ready mapping; its ``version`` is set here) and
+        extra files (report.html, plots) as a new immutable ``portfolio_v<N>``."""
+        extra = dict(extra_files or {})
+        for fname, blob in extra.items():
+            if Path(fname).name != fname or fname.startswith(".") or fname == PORTFOLIO_FILE:
+                raise ModelStoreError(f"add_portfolio: extra file name {fname!r} must be a plain file name")
+            if not isinstance(blob, (bytes, bytearray)):
+                raise ModelStoreError(f"add_portfolio: extra file {fname!r} must be bytes")
+        self._make_dirs()
+        self.portfolios_dir.mkdir(exist_ok=True)
+        tmp = make_temp_dir(self.portfolios_dir, f".tmp-{PORTFOLIO}-{os.getpid()}-{host_tag()}-")
+        try:
+            for fname, blob in extra.items():
+                write_file_synced(tmp / fname, bytes(blob))
+            with self._lock():
+                numbers = [int(m["n"]) for m in map(_PORTFOLIO.fullmatch, self.portfolio_records()) if m]
+                numbers += [int(m["n"]) for m in (_PORTFOLIO.fullmatch(e.name) for e in os.scandir(self.portfolios_dir))
+                            if m]
+                name = f"{PORTFOLIO}_v{max(numbers, default=0) + 1}"
+                data = (json.dumps({**config, "version": name}, indent=2, sort_keys=True, default=json_default)
+                        + "\n").encode()
+                write_file_synced(tmp / PORTFOLIO_FILE, data)
+                fsync_path(tmp)
+                _append_line(self.portfolio_records_path,
+                             {"version": name, "sha256": hashlib.sha256(data).hexdigest(), "created_at": _utc_now(),
+                              "models": config.get("models"),
+                              "extra_files": {f: hashlib.sha256(d).hexdigest() for f, d in sorted(extra.items())}})
+                os.rename(tmp, self.portfolios_dir / name)
+                fsync_path(self.portfolios_dir)
+            return name
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def portfolio_records(self) -> dict[str, dict[str, Any]]:
+        """The first record of each portfolio version (a later conflicting line marks it)."""
+        out: dict[str, dict[str, Any]] = {}
+        for rec in _read_lines(self.portfolio_records_path):
+            name = rec.get("version")
+            if not isinstance(name, str):
+                continue
+            if name not in out:
+                out[name] = rec
+            elif rec.get("sha256") != out[name].get("sha256"):
+                out[name] = {**out[name], "conflicting": True}
+        return out
+
+    def portfolio_dir(self, name: str) -> Path:
+        path = self.portfolios_dir / name if isinstance(name, str) and _PORTFOLIO.fullmatch(name) else None
+        if path is None or path.is_symlink() or not path.is_dir():
+            raise ModelStoreError(f"unknown portfolio version {name!r} in {self.portfolios_dir}; known: "
+                                  f"{', '.join(self.portfolio_versions()) or 'none'}")
+        return path
+
+    def portfolio_versions(self) -> list[str]:
+        if not self.portfolios_dir.is_dir():
+            return []
+        found = [(int(m["n"]), e.name) for e in os.scandir(self.portfolios_dir)
+                 if (m := _PORTFOLIO.fullmatch(e.name)) and e.is_dir(follow_symlinks=False)]
+        return [name for _, name in sorted(found)]
+
+    def verify_portfolio(self, name: str) -> str:
+        return self._portfolio_bytes(name)[1]
+
+    def _portfolio_bytes(self, name: str) -> tuple[bytes, str]:
+        path = self.portfolio_dir(name) / PORTFOLIO_FILE
+        rec = self.portfolio_records().get(name)
+        if rec is None or rec.get("conflicting") or not isinstance(rec.get("sha256"), str):
+            raise ModelIntegrityError(f"refused: {name} has no single record in {self.portfolio_records_path}")
+        want, source = rec["sha256"], PORTFOLIO_RECORDS
+        entry = self.portfolio_entry()
+        if entry is not None and entry.get("version") == name:
+            if entry.get("sha256") != want:
+                raise ModelIntegrityError(f"refused: {name}: the manifest's sha256 differs from {PORTFOLIO_RECORDS}")
+            source = "the manifest"
+        data = _read_regular_file(path)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != want:
+            raise ModelIntegrityError(f"refused: {path} changed on disk after it was stored (sha256 expected {want} "
+                                      f"from {source}, actual {actual})")
+        return data, actual
+
+    def load_portfolio(self, name: str) -> dict[str, Any]:
+        """A portfolio version's config, after checking its sha256 (manifest or portfolios.log)."""
+        data, _ = self._portfolio_bytes(name)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ModelIntegrityError(f"{name}: unreadable portfolio config ({exc})") from None
+
+    def portfolio_entry(self, man: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The manifest's production portfolio entry (None if none)."""
+        entry = (man or self.manifest()).get(PORTFOLIO)
+        if entry is None:
+            return None
+        if not isinstance(entry, dict) or not (isinstance(entry.get("version"), str)
+                                               and _PORTFOLIO.fullmatch(entry["version"])):
+            raise ModelStoreError(f"{self.manifest_path}: the portfolio entry is damaged; promote a version by hand")
+        return entry
+
+    def production_portfolio(self) -> str | None:
+        entry = self.portfolio_entry()
+        return entry["version"] if entry else None
+
+    def promote_portfolio(self, name: str, by: str, reason: str = "", extra: dict[str, Any] | None = None
+                          ) -> dict[str, Any]:
+        """Make portfolio version ``name`` production (audit-logged like a model promotion)."""
+        if not by or not by.strip():
+            raise ModelStoreError(f"promote {name}: say who promotes it (by=...)")
+        self.portfolio_dir(name)
+        with self._lock():
+            self._settle()
+            man = self.manifest()
+            try:
+                cur = self.portfolio_entry(man)
+            except ModelStoreError:
+                cur = None
+            if cur and cur["version"] == name:
+                return cur
+            sha256 = self._portfolio_bytes(name)[1]  # a tampered file never reaches production
+            history = [*cur.get("history", []), cur["version"]] if cur else []
+            entry = {"version": name, "sha256": sha256, "promoted_at": _utc_now(), "promoted_by": by,
+                     "previous": cur["version"] if cur else None, "reason": reason, "action": "promote",
+                     "history": history, **(extra or {})}
+            self._commit(man, PORTFOLIO, entry, replaced=cur["version"] if cur else None)
+        return entry
+
+    def rollback_portfolio(self, by: str, reason: str = "") -> dict[str, Any]:
+        """Put back the portfolio version production had before the current one."""
+        if not by or not by.strip():
+            raise ModelStoreError("rollback portfolio: say who rolls back (by=...)")
+        with self._lock():
+            self._settle()
+            man = self.manifest()
+            cur = self.portfolio_entry(man)
+            if not cur or not cur.get("history"):
+                raise ModelStoreError("rollback portfolio: no earlier production portfolio recorded (current: "
+                                      f"{cur['version'] if cur else 'nothing'})")
+            history = list(cur["history"])
+            target = history.pop()
+            entry = {"version": target, "sha256": self._portfolio_bytes(target)[1], "promoted_at": _utc_now(),
+                     "promoted_by": by, "previous": history[-1] if history else None, "reason": reason,
+                     "action": "rollback", "rolled_back_from": cur["version"], "history": history}
+            self._commit(man, PORTFOLIO, entry, replaced=cur["version"])
+        return entry
+
     def _commit(self, man: dict[str, Any], symbol: str, entry: dict[str, Any], replaced: str | None,
                 production: Any = None, paper: Any = _KEEP) -> None:
         """Intent, manifest, outcome (caller holds the lock). ``entry`` is what the audit log
@@ -590,7 +751,9 @@ class ModelStore:
                                        **{k: entry[k] for k in ("forced", "failed_gates", "gates", "skipped_paper",
                                                                 "paper", "status") if k in entry}})
         man = {**man, "updated_at": now}
-        if production is not _KEEP:
+        if production is not _KEEP and symbol == PORTFOLIO:
+            man[PORTFOLIO] = {**production, "txn": txn}
+        elif production is not _KEEP:
             man["instruments"] = {**man["instruments"], symbol: {**production, "txn": txn}}
         papers = dict(man.get("paper", {}))
         if paper is None:
@@ -652,6 +815,9 @@ class ModelStore:
 def _txn(man: dict[str, Any], symbol: Any) -> set[str]:
     """The transaction ids of ``symbol``'s production and paper entries (readable ones)."""
     out = set()
+    if symbol == PORTFOLIO:
+        entry = man.get(PORTFOLIO)
+        return {entry["txn"]} if isinstance(entry, dict) and isinstance(entry.get("txn"), str) else out
     for section in ("instruments", "paper"):
         entry = man.get(section, {}).get(symbol) if isinstance(symbol, str) else None
         if isinstance(entry, dict) and isinstance(entry.get("txn"), str):
