@@ -586,9 +586,11 @@ def models_rollback(ctx, symbol: str, reason: str) -> None:
 
 def _add_live_commands() -> None:
     from rooney_core.live.cli import live, parity
+    from rooney_core.portfolio.cli import portfolio
 
     cli.add_command(live)
     cli.add_command(parity)
+    cli.add_command(portfolio)
 
 
 _add_live_commands()

@@ -13,7 +13,7 @@ from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
 
 # (job, partitioned?) in order; the demo trains with configs/training/demo.yml layered on top
 STAGES = (("bars_job", True), ("features_job", True), ("candidates_job", True), ("train_job", True),
-          ("promote_job", False), ("paper_stage_job", True), ("backtest_job", True))
+          ("promote_job", False), ("paper_stage_job", True), ("backtest_job", True), ("portfolio_job", False))
 # the demo's parity gate replays 3 months per version (pipeline.yml: 6) to stay within minutes
 TRAIN_DEMO = {"ops": {"veto_model": {"config": {"profile": "demo", "parity_months": 3}}}}
 # sample data is history: no session comes after staging, so the paper stage replays the last
@@ -21,6 +21,9 @@ TRAIN_DEMO = {"ops": {"veto_model": {"config": {"profile": "demo", "parity_month
 PAPER_DEMO = {"ops": {"paper_stage": {"config": {"replay_history": True}}}}
 # Dagster's console logger prints every engine event at DEBUG; the demo shows INFO and up
 # (every event is still stored in the instance for the UI).
+# the demo's portfolio optimisation: fewer trials, the parity replay over 2 months
+PORTFOLIO_DEMO = {"ops": {"portfolio_config": {"config": {"trials": 12}},
+                          "portfolio_backtest": {"config": {"parity_months": 2}}}}
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -92,7 +95,8 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
     for stage, partitioned in STAGES:
         job = defs.resolve_job_def(stage)
         run_config = {**QUIET, **(TRAIN_DEMO if stage == "train_job" else {}),
-                      **(PAPER_DEMO if stage == "paper_stage_job" else {})}
+                      **(PAPER_DEMO if stage == "paper_stage_job" else {}),
+                      **(PORTFOLIO_DEMO if stage == "portfolio_job" else {})}
         for sym in symbols if partitioned else ["all"]:
             t0 = time.perf_counter()
             res = job.execute_in_process(partition_key=sym if partitioned else None, instance=instance,
@@ -120,6 +124,10 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
             ok = False
             say(f"no production model for {sym} in the manifest")
     say(f"manifest: {manifest}")
+    port = results.get("all", {}).get("portfolio_config", {})
+    if port:
+        say(f"portfolio: {port.get('version')} ({port.get('promoted')}); production portfolio "
+            f"{store.production_portfolio() or 'none'}; report {port.get('report')}")
     return ok
 
 

@@ -55,7 +55,16 @@ paper_job = dg.define_asset_job(
     description="Paper-trade the recent months with the production model and compare with the backtest.",
 )
 
-JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, paper_stage_job, backtest_job, paper_job]
+portfolio_job = dg.define_asset_job(
+    "portfolio_job",
+    selection=dg.AssetSelection.assets("portfolio_config", "portfolio_backtest"),
+    description="Optimise the portfolio rules across every instrument on the training period, store and "
+    "(when it passes) promote portfolio_v<N>, and report the production portfolio out of sample with its "
+    "live-engine parity replay.",
+)
+
+JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, paper_stage_job, backtest_job, paper_job,
+        portfolio_job]
 
 
 @dg.sensor(job=paper_stage_job, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,

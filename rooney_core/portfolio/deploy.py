@@ -47,15 +47,31 @@ def flags(store: ModelStore, config: PortfolioConfig) -> list[str]:
     return out
 
 
+def gates(config: PortfolioConfig) -> list[str]:
+    """Why ``config`` should not trade, from its own record (empty: none): its optimisation
+    found no trial within the risk limits, or out of sample (the holdout, never seen by the
+    choice) it lost money or broke the drawdown limit it was chosen under."""
+    out = []
+    if not config.objective.get("feasible", True):
+        out.append("no trial of its optimisation met every risk limit")
+    fig = config.holdout_figures or {}
+    sharpe = fig.get("sharpe")
+    if fig and (sharpe is None or not sharpe > 0):
+        out.append(f"out of sample its Sharpe is {sharpe if sharpe is None else round(sharpe, 2)} (needs > 0)")
+    limit = (config.objective.get("limits") or {}).get("max_drawdown_pct")
+    dd = fig.get("max_drawdown_pct")
+    if limit is not None and dd is not None and dd > limit:
+        out.append(f"out of sample its max drawdown is {dd:.1%}, beyond the {limit:.0%} limit")
+    return out
+
+
 def promote(store: ModelStore, name: str, by: str, reason: str = "", force: bool = False,
             config_dir: str | Path | None = None) -> dict[str, Any]:
     """Make ``name`` the production portfolio and export it. Refused when it was optimised on
-    models that are no longer in production (or optimised with no feasible trial), unless
-    ``force`` with a reason (recorded in the audit log)."""
+    models that are no longer in production, or fails ``gates``, unless ``force`` with a
+    reason (recorded in the audit log with what it overrode)."""
     config = load(store, name)
-    problems = flags(store, config)
-    if not config.objective.get("feasible", True):
-        problems.append("no trial of its optimisation met every risk limit")
+    problems = flags(store, config) + gates(config)
     extra: dict[str, Any] = {}
     if problems:
         if not force:
