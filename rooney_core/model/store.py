@@ -748,8 +748,8 @@ class ModelStore:
                                        "symbol": symbol, "version": entry["version"], "replaced": replaced,
                                        "sha256": entry["sha256"], "by": entry["promoted_by"],
                                        "reason": entry["reason"],
-                                       **{k: entry[k] for k in ("forced", "failed_gates", "gates", "skipped_paper",
-                                                                "paper", "status") if k in entry}})
+                                       **{k: entry[k] for k in ("forced", "flags", "failed_gates", "gates",
+                                                                "skipped_paper", "paper", "status") if k in entry}})
         man = {**man, "updated_at": now}
         if production is not _KEEP and symbol == PORTFOLIO:
             man[PORTFOLIO] = {**production, "txn": txn}

@@ -12,6 +12,8 @@ rows, the bars that can signal, and for ``train_entries: model`` every signal's 
 probability); the objective is the annualised Sharpe of the daily P&L of the marked-to-market
 equity. A trial breaking a limit (drawdown share, too few trades) is infeasible: it scores
 ``INFEASIBLE`` minus how far it broke the drawdown limit, below every feasible trial.
+(A feasible trial's Sharpe below ``INFEASIBLE + 1`` is squeezed, in order, into the band just
+above ``INFEASIBLE``, so that holds for any Sharpe.)
 
 ``n_jobs`` processes run trials in parallel (forked after the inputs are prepared, so each
 holds them without a copy): the parent asks Optuna for ``n_jobs`` trials, waits for all of
@@ -154,7 +156,17 @@ def score(result: PortfolioResult, calendar, capital: float, search: PortfolioSe
         broken.append(f"drawdown {dd_pct:.1%} > {search.limits.max_drawdown_pct:.0%}")
     if trades < search.limits.min_trades:
         broken.append(f"{trades} trades < {search.limits.min_trades}")
-    value = (sh if sh == sh else INFEASIBLE) if not broken else INFEASIBLE - max(0.0, dd_pct - search.limits.max_drawdown_pct)
+    if broken:
+        value = INFEASIBLE - max(0.0, dd_pct - search.limits.max_drawdown_pct)
+    elif sh != sh:
+        value = INFEASIBLE
+    elif sh >= INFEASIBLE + 1:
+        value = sh
+    else:
+        # a feasible run with an (absurd, but possible: a steady loser) Sharpe below
+        # INFEASIBLE + 1 is squeezed into (INFEASIBLE, INFEASIBLE + 1], in order, so it still
+        # scores above every infeasible run ("sharpe" keeps the real figure)
+        value = INFEASIBLE + 1.0 / (1.0 + (INFEASIBLE + 1 - sh))
     return {"value": float(value), "sharpe": float(sh) if sh == sh else None, "drawdown_pct": float(dd_pct),
             "drawdown_usd": float(dd_usd), "trades": trades, "net_pnl": result.net_pnl, "broken": broken,
             "skipped": int(len(result.skipped))}
