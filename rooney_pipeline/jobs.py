@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.sensors import SENSORS as ALERT_SENSORS
 
 bars_job = dg.define_asset_job(
     "bars_job",
@@ -83,4 +84,4 @@ def paper_stage_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResour
                                 partition_key=symbol)
 
 
-SENSORS = [paper_stage_sensor]
+SENSORS = [paper_stage_sensor, *ALERT_SENSORS]
