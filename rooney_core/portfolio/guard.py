@@ -29,6 +29,7 @@ import numpy as np
 from rooney_core.config import Instrument
 from rooney_core.strategy.engine import BUY, DecisionCore, OrderIntent
 
+_NAN = float("nan")
 RULE_ORDER = ("max_drawdown_stop", "daily_loss_stop", "max_positions", "correlation", "allocation")
 
 
@@ -84,7 +85,7 @@ class PortfolioGuard:
         # where an instrument has no bar), the current time's row kept apart until it is past
         self._window: deque[np.ndarray] = deque(maxlen=max(1, rules.corr_window))
         self._row_time: Any = None
-        self._row: np.ndarray | None = None
+        self._row: list[float] | None = None
         self._prev_close: dict[str, float] = {}
         self._past: np.ndarray | None = None  # the window as an array (until a row is added)
 
@@ -95,12 +96,12 @@ class PortfolioGuard:
             if self._row is not None:
                 self._window.append(self._row)
                 self._past = None
-            self._row_time, self._row = t, np.full(len(self.symbols), np.nan)
+            self._row_time, self._row = t, [_NAN] * len(self.symbols)
         prev = self._prev_close.get(s)
         if prev is not None:
             self._row[self._col[s]] = math.log(close) - math.log(prev)
         self._prev_close[s] = close
-        self.last_close[s] = float(close)
+        self.last_close[s] = close
 
     def warm(self, closes: dict[str, Any]) -> None:
         """Observe history bars (``{symbol: close series}``) in time order, instruments at one
@@ -177,6 +178,8 @@ class PortfolioGuard:
         rules, equity = self.rules, self.equity()
         if self.halted is not None:
             return "max_drawdown_stop", self.halted
+        if equity <= 0:  # whatever the rules: an account with nothing left opens nothing
+            return "max_drawdown_stop", f"account equity {equity:,.2f} $ <= 0"
         if rules.max_drawdown_stop is not None and self.peak - equity >= rules.max_drawdown_stop:
             return "max_drawdown_stop", f"drawdown {self.peak - equity:,.2f} $ >= {rules.max_drawdown_stop:,.2f}"
         if self.session_day in self.stopped:
@@ -189,12 +192,12 @@ class PortfolioGuard:
             return "max_positions", f"{len(busy)} positions open (max {rules.max_positions})"
         if rules.corr_rho is not None and busy and self._window:
             if self._past is None:
-                self._past = np.array(self._window)  # strictly before this bar time
+                self._past = np.array(self._window, dtype=np.float64)  # strictly before this bar time
             past = self._past
             need = max(10, rules.corr_window // 2)
-            for o in busy:
-                rho = _correlation(past[:, self._col[s]], past[:, self._col[o]], need)
-                if rho is not None and rho > rules.corr_rho:
+            rhos = _correlations(past[:, self._col[s]], past[:, [self._col[o] for o in busy]], need)
+            for o, rho in zip(busy, rhos, strict=True):  # the first open instrument, in symbol order
+                if rho == rho and rho > rules.corr_rho:
                     return "correlation", f"correlation {rho:.2f} with open {o} > {rules.corr_rho}"
         inst = self.instruments[s]
         key = s if s in rules.allocation else inst.group
@@ -229,16 +232,19 @@ class PortfolioGuard:
         self.halted = saved.get("halted")
 
 
-def _correlation(a: np.ndarray, b: np.ndarray, need: int) -> float | None:
-    """Pearson correlation over the rows where both have a return (None: fewer than ``need``,
-    or no variation)."""
-    ok = ~(np.isnan(a) | np.isnan(b))
-    if int(ok.sum()) < need:
-        return None
-    a, b = a[ok], b[ok]
-    a, b = a - a.mean(), b - b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b) / den if den > 0 else None
+def _correlations(a: np.ndarray, b: np.ndarray, need: int) -> np.ndarray:
+    """Pearson correlation of ``a`` with each column of ``b``, each over the rows where both
+    have a return (NaN: fewer than ``need`` such rows, or no variation)."""
+    ok = ~np.isnan(b) & ~np.isnan(a)[:, None]
+    n = ok.sum(axis=0)
+    x = np.where(ok, a[:, None], 0.0)
+    y = np.where(ok, b, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = x.sum(axis=0) / n, y.sum(axis=0) / n
+        dx, dy = np.where(ok, x - mx, 0.0), np.where(ok, y - my, 0.0)
+        rho = (dx * dy).sum(axis=0) / np.sqrt((dx * dx).sum(axis=0) * (dy * dy).sum(axis=0))
+    rho[n < need] = np.nan
+    return rho
 
 
 def _ts(t: Any) -> str:
