@@ -40,13 +40,14 @@ class RulesSpec(Strict):
     daily_loss_stop: Money | None = None
     max_drawdown_stop: Money | None = None
     allocation: dict[str, Money] = {}  # instrument or group -> notional cap, x equity
+    halt_when_broke: bool = True  # no new entry once the account's equity is gone
 
     def rules(self) -> PortfolioRules:
         return PortfolioRules(contracts=dict(self.contracts), max_positions=self.max_positions,
                               corr_rho=self.corr_rho, corr_window=self.corr_window,
                               daily_loss_stop=self.daily_loss_stop, max_drawdown_stop=self.max_drawdown_stop,
                               allocation=dict(self.allocation), risk_budget=self.risk_budget,
-                              max_contracts=self.max_contracts)
+                              max_contracts=self.max_contracts, halt_when_broke=self.halt_when_broke)
 
 
 class Period(Strict):

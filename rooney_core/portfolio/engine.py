@@ -11,8 +11,8 @@ and the entry is skipped: the core is told its order failed, so it stays flat):
 The rules and their state live in ``guard.PortfolioGuard``, which the live engine runs too.
 
 1. ``max_drawdown_stop``: the account's marked-to-market drawdown from its peak (in $) has
-   reached the limit, or its equity is gone (<= 0, whatever the rules): no new entry for the
-   rest of the run;
+   reached the limit, or its equity is gone (<= 0; unless ``halt_when_broke`` is off, as in
+   ``PortfolioRules.off()``): no new entry for the rest of the run;
 2. ``daily_loss_stop``: the account's P&L since the current session began (marked to market)
    has reached minus the limit: no new entry until the next session (it stays stopped for
    the session even if the P&L recovers);

@@ -48,6 +48,7 @@ class PortfolioRules:
     allocation: dict[str, float] = field(default_factory=dict)  # instrument or group -> x equity
     risk_budget: float | None = None  # $ of one hourly ATR per position (volatility-targeted size)
     max_contracts: int = 10
+    halt_when_broke: bool = True  # no new entry once the equity is gone (off: the rules-off reference)
 
     def size(self, symbol: str, default: int, atr_pct: float, close: float, point_value: float) -> int:
         """Contracts for an entry of ``symbol``: fixed, or volatility-targeted."""
@@ -60,7 +61,8 @@ class PortfolioRules:
 
     @classmethod
     def off(cls) -> PortfolioRules:
-        return cls()
+        """Every rule off: each instrument's trades exactly as it trades alone."""
+        return cls(halt_when_broke=False)
 
 
 class PortfolioGuard:
@@ -178,7 +180,7 @@ class PortfolioGuard:
         rules, equity = self.rules, self.equity()
         if self.halted is not None:
             return "max_drawdown_stop", self.halted
-        if equity <= 0:  # whatever the rules: an account with nothing left opens nothing
+        if equity <= 0 and rules.halt_when_broke:  # an account with nothing left opens nothing
             return "max_drawdown_stop", f"account equity {equity:,.2f} $ <= 0"
         if rules.max_drawdown_stop is not None and self.peak - equity >= rules.max_drawdown_stop:
             return "max_drawdown_stop", f"drawdown {self.peak - equity:,.2f} $ >= {rules.max_drawdown_stop:,.2f}"

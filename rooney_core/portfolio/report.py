@@ -99,7 +99,7 @@ def benchmarks(hourly: dict[str, pd.DataFrame], features: dict[str, pd.DataFrame
 
     * ``"equal weight"``: every instrument's signals with no portfolio rule but one sizing
       rule for all: ``PortfolioRules(risk_budget=rules.risk_budget or DEFAULT_RISK_BUDGET,
-      max_contracts=rules.max_contracts)``, as many contracts as keep one hourly ATR of each
+      max_contracts=rules.max_contracts, halt_when_broke=False)``, as many contracts as keep one hourly ATR of each
       position within the same $ budget (equal dollar risk per instrument); no stop, cap or
       filter, so nothing is refused. What the rules add (or cost) over plain diversification.
     * ``"<SYM> alone"``, per instrument: that instrument run on its own with every rule off
@@ -126,7 +126,8 @@ def benchmarks(hourly: dict[str, pd.DataFrame], features: dict[str, pd.DataFrame
                         "symbols": list(subset), "skipped": int(len(res.skipped))}
         return equity
 
-    equal = PortfolioRules(risk_budget=rules.risk_budget or DEFAULT_RISK_BUDGET, max_contracts=rules.max_contracts)
+    equal = PortfolioRules(risk_budget=rules.risk_budget or DEFAULT_RISK_BUDGET, max_contracts=rules.max_contracts,
+                           halt_when_broke=False)
     out[EQUAL_WEIGHT] = run(symbols, equal, EQUAL_WEIGHT)
     for s in symbols:
         out[f"{s} alone"] = run([s], PortfolioRules.off(), f"{s} alone")

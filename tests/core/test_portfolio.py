@@ -51,7 +51,7 @@ def test_with_every_rule_off_it_is_the_sum_of_the_single_instrument_backtests(ma
 
 def test_pnl_is_the_sum_of_the_trades_under_the_chosen_sizes_and_booked_only_at_exit(market):
     base = _run(market, PortfolioRules.off())
-    sized = _run(market, PortfolioRules(contracts={"ES": 2, "GC": 3}))
+    sized = _run(market, PortfolioRules(contracts={"ES": 2, "GC": 3}, halt_when_broke=False))
     for s, n in (("ES", 2), ("GC", 3), ("NQ", 1)):
         a = base.trades[base.trades["symbol"] == s]["pnl_net"].to_numpy()
         b = sized.trades[sized.trades["symbol"] == s]["pnl_net"].to_numpy()
@@ -71,7 +71,7 @@ def test_pnl_is_the_sum_of_the_trades_under_the_chosen_sizes_and_booked_only_at_
 def test_volatility_targeted_sizes_shrink_as_the_atr_grows(market):
     hourly, feats = market
     budget = 1500.0
-    res = _run(market, PortfolioRules(risk_budget=budget, max_contracts=8))
+    res = _run(market, PortfolioRules(risk_budget=budget, max_contracts=8, halt_when_broke=False))
     base = _run(market, PortfolioRules.off())
     assert len(res.trades) == len(base.trades)  # sizing never refuses an entry
     es = res.trades[res.trades["symbol"] == "ES"].reset_index(drop=True)
@@ -154,6 +154,19 @@ def test_a_max_drawdown_stop_ends_new_entries(market):
     first = stops["signal_time"].min()
     assert (res.trades["signal_time"] < first).all()  # nothing entered after it, for the rest of the run
     assert (res.equity.cummax() - res.equity).loc[:first].max() >= 500.0
+
+
+def test_an_account_with_no_equity_left_opens_nothing_unless_every_rule_is_off(market):
+    hourly, feats = market
+    inst = {s: CFG.instrument(s) for s in SYMBOLS}
+    off = run_portfolio(hourly, feats, inst, CFG.strategy, PortfolioRules.off(), start=START, capital=2_000.0)
+    assert off.skipped.empty and off.equity.min() < 0  # rules off: trades on as each would alone
+    res = run_portfolio(hourly, feats, inst, CFG.strategy, PortfolioRules(), start=START, capital=2_000.0)
+    broke = res.skipped[res.skipped["reason"].str.contains("equity")]
+    assert len(broke) > 0 and set(broke["rule"]) == {"max_drawdown_stop"}
+    first = broke["signal_time"].min()
+    assert res.equity.loc[:first].iloc[-2] <= 0 or res.equity.loc[:first].min() <= 0
+    assert (res.trades["signal_time"] < first).all()
 
 
 def test_same_inputs_same_portfolio(market):

@@ -102,7 +102,8 @@ def test_equal_weight_refuses_nothing_and_sizes_by_the_same_risk_budget(market, 
     eq = bench[EQUAL_WEIGHT]
     assert eq.attrs["skipped"] == 0  # ... equal weight refuses none
     same = run_portfolio(hourly, feats, _instruments(), CFG.strategy,
-                         PortfolioRules(risk_budget=DEFAULT_RISK_BUDGET, max_contracts=RULES.max_contracts),
+                         PortfolioRules(risk_budget=DEFAULT_RISK_BUDGET, max_contracts=RULES.max_contracts,
+                                        halt_when_broke=False),
                          start=START, labels=labels)
     pd.testing.assert_series_equal(eq, same.equity, check_names=False)
     off = run_portfolio(hourly, feats, _instruments(), CFG.strategy, PortfolioRules.off(), start=START)
@@ -119,7 +120,7 @@ def test_equal_weight_refuses_nothing_and_sizes_by_the_same_risk_budget(market, 
     b2 = benchmarks({s: hourly[s] for s in ("ES", "GC")}, {s: feats[s] for s in ("ES", "GC")},
                     _instruments(["ES", "GC"]), CFG.strategy, mine, start="2023-07-01")
     want = run_portfolio({s: hourly[s] for s in ("ES", "GC")}, {s: feats[s] for s in ("ES", "GC")},
-                         _instruments(["ES", "GC"]), CFG.strategy, PortfolioRules(risk_budget=1500.0, max_contracts=4),
+                         _instruments(["ES", "GC"]), CFG.strategy, PortfolioRules(risk_budget=1500.0, max_contracts=4, halt_when_broke=False),
                          start="2023-07-01")
     pd.testing.assert_series_equal(b2[EQUAL_WEIGHT], want.equity, check_names=False)
     assert b2[EQUAL_WEIGHT].attrs["skipped"] == 0
