@@ -59,6 +59,7 @@ class PortfolioResult:
     max_open: int  # most positions open (or pending) at once
     open_positions: dict[str, dict] = field(default_factory=dict)
     decisions: pd.DataFrame | None = None  # every instrument's decisions, with a symbol column
+    stopped_early: str | None = None  # simulate's optimiser shortcuts: why the run ended before its end
 
     @property
     def net_pnl(self) -> float:
@@ -146,8 +147,16 @@ def run_portfolio(hourly: dict[str, pd.DataFrame], features: dict[str, pd.DataFr
 
 
 def simulate(inp: PortfolioInputs, rules: PortfolioRules, capital: float = 100_000.0,
-             keep_decisions: bool = True) -> PortfolioResult:
-    """One portfolio run over prepared inputs under ``rules``."""
+             keep_decisions: bool = True, abandon_drawdown_pct: float | None = None,
+             skip_dead_tail: bool = False) -> PortfolioResult:
+    """One portfolio run over prepared inputs under ``rules``.
+
+    Two shortcuts for the optimiser, neither changing what it scores: with
+    ``abandon_drawdown_pct`` the run stops (``stopped_early`` says so, the equity ends there)
+    once the drawdown from the peak passes that share (the trial is infeasible whatever
+    follows); with ``skip_dead_tail``, once the drawdown stop has halted the run and every
+    position is closed, the equity stays flat to the end without simulating the refusals
+    (``skipped`` then lacks them)."""
     symbols, instruments = inp.symbols, inp.instruments
     cores = {s: DecisionCore(inp.rules_cfg, instruments[s], inp.names[s], inp.models.get(s)) for s in symbols}
     brokers = {s: PaperBroker(instruments[s]) for s in symbols}
@@ -171,10 +180,22 @@ def simulate(inp: PortfolioInputs, rules: PortfolioRules, capital: float = 100_0
         equity[k] = guard.mark(times[k])
 
     current = -1
+    stopped_early = None
     for k, s, i, bar_open, bar_close in inp.events:
         if k != current:
             if current >= 0:
                 close_time(current)
+                if abandon_drawdown_pct is not None and guard.peak > 0 and \
+                        (guard.peak - equity[current]) / guard.peak > abandon_drawdown_pct:
+                    stopped_early = f"drawdown beyond {abandon_drawdown_pct:.0%} at {times[current]}"
+                    equity, times = equity[:current + 1], times[:current + 1]
+                    current = -1
+                    break
+                if skip_dead_tail and guard.halted is not None and not guard.busy():
+                    equity[current + 1:] = equity[current]
+                    stopped_early = f"halted and flat from {times[current]}"
+                    current = -1
+                    break
             current = k
             guard.begin(times[k])
         t = times[k]
@@ -215,7 +236,8 @@ def simulate(inp: PortfolioInputs, rules: PortfolioRules, capital: float = 100_0
     opened = {s: c.open_position() for s, c in cores.items() if c.open_position() is not None}
     return PortfolioResult(trades, pd.Series(equity, index=pd.DatetimeIndex(times), name="equity"),
                            pd.DataFrame(skipped, columns=["signal_time", "symbol", "rule", "reason",
-                                                          "counterfactual_pnl"]), max_open, opened, decisions)
+                                                          "counterfactual_pnl"]), max_open, opened, decisions,
+                           stopped_early)
 
 
 def _counterfactual(bars: pd.DataFrame, x: np.ndarray, i: int, inst: Instrument, rules_cfg: StrategyConfig,

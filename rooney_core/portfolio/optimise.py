@@ -11,7 +11,10 @@ Each trial is one portfolio run (``engine.simulate``) on inputs prepared once (b
 rows, the bars that can signal, and for ``train_entries: model`` every signal's veto
 probability); the objective is the annualised Sharpe of the daily P&L of the marked-to-market
 equity. A trial breaking a limit (drawdown share, too few trades) is infeasible: it scores
-``INFEASIBLE`` minus how far it broke the drawdown limit, below every feasible trial.
+``INFEASIBLE`` minus how far it broke the drawdown limit, below every feasible trial. Two
+shortcuts keep bad trials cheap without changing any score's verdict: a trial is abandoned as
+soon as its drawdown passes the limit (infeasible whatever follows), and once a drawdown stop
+has halted it with every position closed its equity stays flat to the end unsimulated.
 (A feasible trial's Sharpe below ``INFEASIBLE + 1`` is squeezed, in order, into the band just
 above ``INFEASIBLE``, so that holds for any Sharpe.)
 
@@ -179,7 +182,8 @@ _WORK: dict[str, Any] = {}
 def _run_trial(rules: RulesSpec) -> dict:
     inp: PortfolioInputs = _WORK["inputs"]
     search: PortfolioSearch = _WORK["search"]
-    res = simulate(inp, rules.rules(), search.capital, keep_decisions=False)
+    res = simulate(inp, rules.rules(), search.capital, keep_decisions=False,
+                   abandon_drawdown_pct=search.limits.max_drawdown_pct, skip_dead_tail=True)
     return score(res, inp.instruments[inp.symbols[0]].calendar, search.capital, search)
 
 

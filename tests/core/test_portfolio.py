@@ -169,6 +169,28 @@ def test_an_account_with_no_equity_left_opens_nothing_unless_every_rule_is_off(m
     assert (res.trades["signal_time"] < first).all()
 
 
+def test_the_optimisers_shortcuts_change_no_score(market):
+    """skip_dead_tail: once halted and flat the equity is the full run's, to the end;
+    abandon_drawdown_pct: the run ends just after the drawdown passes the share."""
+    from rooney_core.portfolio.engine import prepare, simulate
+
+    hourly, feats = market
+    inp = prepare(hourly, feats, {s: CFG.instrument(s) for s in SYMBOLS}, CFG.strategy, start=START)
+    rules = PortfolioRules(max_drawdown_stop=800.0)
+    full = simulate(inp, rules)
+    fast = simulate(inp, rules, skip_dead_tail=True)
+    assert fast.stopped_early and full.stopped_early is None and len(fast.skipped) < len(full.skipped)
+    pd.testing.assert_series_equal(fast.equity, full.equity)
+    pd.testing.assert_frame_equal(fast.trades, full.trades)
+    off = simulate(inp, PortfolioRules.off())
+    dd = (off.equity.cummax().clip(lower=100_000.0) - off.equity) / off.equity.cummax().clip(lower=100_000.0)
+    assert dd.max() > 0.05
+    cut = simulate(inp, PortfolioRules.off(), abandon_drawdown_pct=0.05)
+    assert cut.stopped_early and len(cut.equity) < len(off.equity)
+    pd.testing.assert_series_equal(cut.equity, off.equity.iloc[:len(cut.equity)])
+    assert dd.iloc[len(cut.equity) - 1] > 0.05 and dd.iloc[:len(cut.equity) - 1].max() <= 0.05
+
+
 def test_same_inputs_same_portfolio(market):
     rules = PortfolioRules(max_positions=2, corr_rho=0.5, daily_loss_stop=400.0, contracts={"NQ": 2})
     a, b = _run(market, rules), _run(market, rules)
