@@ -167,10 +167,10 @@ class PortfolioSearch(Strict):
     seed: StrictInt = 42
     n_jobs: Annotated[StrictInt, Field(ge=1)] = 2  # trial processes
     capital: Money = 100_000.0
-    # The training period's entries: "base" (every base signal; the veto models were fitted
-    # on these years, so their in-sample vetoes would flatter every rule) or "model" (the
-    # models' vetoes, in sample: for comparison only).
-    train_entries: Literal["base", "model"] = "base"
+    # The training period's entries: "model" (each instrument's model vetoes them, as it will
+    # trade; in sample, so flattered) or "base" (every base signal: no flattery, but another
+    # stream). See configs/training/portfolio.yml.
+    train_entries: Literal["base", "model"] = "model"
     objective: Literal["sharpe"] = "sharpe"  # annualised Sharpe of the portfolio's daily P&L
     limits: Limits = Limits()
     search_space: SearchSpace = SearchSpace()
