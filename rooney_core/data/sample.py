@@ -49,6 +49,10 @@ real for the veto model to find. The mirror image (a negative drift after IBS >=
 slow average of the edge's own net drift (half-life ``neutral_half_life_hours``) is taken
 back out so that the edge does not eat the market's trend either.
 
+``edge_until`` (a generator option) stops the edge after a date, optionally fading it out,
+so that a model trained before that date loses its edge after it: a market that changes
+under the model, for monitoring's end-to-end test.
+
 The edge acts on the IBS of the bars as written, exactly. Sessions are built one at a time
 (each starts from the last one's close): its bars are rounded to ticks, then hour by
 hour the drift owed is added, as whole ticks (fractions carry over), to the close of the
@@ -481,12 +485,39 @@ def _edge_inputs(base: _LogBars, d: _Draws, spec: EdgeSpec) -> _EdgeInputs:
     return _EdgeInputs(sigma.to_numpy(), common, lags / lags.sum())
 
 
+@dataclass(frozen=True)
+class EdgeFade:
+    """The planted edge in full for signals up to trading date ``until``, then a share
+    falling linearly to zero over ``fade_days`` calendar days (at once when 0)."""
+
+    until: np.datetime64  # datetime64[D]
+    fade_days: int = 0
+
+    @classmethod
+    def of(cls, until: str | None, fade_days: int = 0) -> EdgeFade | None:
+        if fade_days < 0:
+            raise ValueError(f"edge_fade_days must be >= 0, got {fade_days}")
+        if until is None:
+            if fade_days:
+                raise ValueError("edge_fade_days needs edge_until (the date the edge starts to fade)")
+            return None
+        return cls(np.datetime64(parse_date(until), "D"), int(fade_days))
+
+    def scale(self, trading_dates: np.ndarray) -> np.ndarray:
+        """The share of the edge a signal gets, per trading date (datetime64[D])."""
+        after = (trading_dates.astype("datetime64[D]") - self.until).astype(np.int64).astype(np.float64)
+        if self.fade_days == 0:
+            return np.where(after <= 0, 1.0, 0.0)
+        return np.clip(1.0 - after / self.fade_days, 0.0, 1.0)
+
+
 class _Edge:
     """The planted edge across sessions: drift owed to future hours, the daily RSI."""
 
     def __init__(self, inputs: _EdgeInputs, spec: EdgeSpec, edge: float, inst: Instrument,
-                 n_hours: int):
+                 n_hours: int, scale: np.ndarray | None = None):
         self.inputs, self.spec, self.edge = inputs, spec, edge
+        self.scale = scale  # per hour, the share of the edge a signal in that hour gets (None: all)
         # Round-trip cost in price units; divided by the price it is a log return.
         self.cost = (2 * inst.slippage_points + 2 * inst.commission_per_side / inst.point_value)
         self.tick = inst.tick_size
@@ -535,10 +566,11 @@ class _Edge:
             self.signal_ibs[t] = ibs
             amp = 0.0
             base = spec.cost_multiple * self.cost / (close * self.tick)
+            edge = self.edge if self.scale is None else self.edge * self.scale[t]
             if ibs <= spec.ibs_max:  # oversold favours a bounce
-                amp = self.edge * (base + spec.strength * sigma * (common + rsi_term))
+                amp = edge * (base + spec.strength * sigma * (common + rsi_term))
             elif ibs >= 1 - spec.ibs_max:  # the mirror image, so the edge is not a trend
-                amp = -self.edge * (base + spec.strength * sigma * (common - rsi_term))
+                amp = -edge * (base + spec.strength * sigma * (common - rsi_term))
             if amp:
                 due[t + lags.start : t + lags.stop] += amp * weights
             self.net_rate += self.net_alpha * (amp - self.net_rate)
@@ -604,7 +636,7 @@ class _Bars:
 
 def _assemble(
     base: _LogBars, d: _Draws, inst: Instrument, spec: MarketInstrument,
-    market: SampleMarket, edge: float,
+    market: SampleMarket, edge: float, fade: EdgeFade | None = None,
 ) -> _Bars:
     """Tick prices, one session at a time: each session starts from the last one's close.
 
@@ -616,8 +648,9 @@ def _assemble(
     n, n_hours = len(d.ts), len(d.hour_starts)
     tick, scale = inst.tick_size, 10.0**inst.price_decimals
     unit = round(tick * scale)
+    share = None if fade is None else fade.scale(inst.calendar.trading_date(d.ts[d.hour_starts]))
     planted = (
-        _Edge(_edge_inputs(base, d, market.edge), market.edge, edge, inst, n_hours)
+        _Edge(_edge_inputs(base, d, market.edge), market.edge, edge, inst, n_hours, share)
         if edge > 0 else None
     )
     pull_rate = 1 - 0.5 ** (1 / market.band_half_life_days)
@@ -648,7 +681,7 @@ def _assemble(
 
 def _symbol_bars(
     symbol: str, group: _Group, seed: int, start: str, edge: float, interval: int,
-    cfg: RooneyConfig, market: SampleMarket,
+    cfg: RooneyConfig, market: SampleMarket, fade: EdgeFade | None = None,
 ) -> _Bars:
     inst = cfg.instrument(symbol)
     if len(group.timelines[inst.calendar]) == 0:  # no session in the range
@@ -656,7 +689,7 @@ def _symbol_bars(
         ts = np.zeros(0, "datetime64[s]")
         return _Bars(ts, empty, empty, empty, empty, empty, inst.price_decimals)
     d = _draw_symbol(symbol, group, seed, start, interval, inst, market)
-    return _assemble(_base_path(d), d, inst, market.spec(symbol), market, edge)
+    return _assemble(_base_path(d), d, inst, market.spec(symbol), market, edge, fade)
 
 
 # --- generation --------------------------------------------------------------------------
@@ -669,7 +702,7 @@ def _check_interval(interval: int) -> None:
 
 def _generate(
     symbols: list[str], start: str, end: str, seed: int, edge: float,
-    cfg: RooneyConfig, market: SampleMarket, interval: int,
+    cfg: RooneyConfig, market: SampleMarket, interval: int, fade: EdgeFade | None = None,
 ) -> Iterator[tuple[str, _Bars]]:
     """Yield (symbol, bars) in request order, one correlation group at a time."""
     _check_interval(interval)
@@ -686,20 +719,23 @@ def _generate(
     for name, members in groups.items():
         group = _draw_group(name, seed, start, end, interval, cfg, market)
         for s in members:
-            yield s, _symbol_bars(s, group, seed, start, edge, interval, cfg, market)
+            yield s, _symbol_bars(s, group, seed, start, edge, interval, cfg, market, fade)
 
 
 def generate_bars(
     symbols: list[str], start: str, end: str, seed: int, edge: float,
     cfg: RooneyConfig, market: SampleMarket, interval_minutes: int = 1,
+    edge_until: str | None = None, edge_fade_days: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """Bars per symbol: columns ``datetime, Open, High, Low, Close, volume``.
 
     ``datetime`` is naive exchange-local datetime64[ns], the bar's start; rows are sorted,
     unique and inside the session calendar; sessions are those with trading dates in
-    ``[start, end]``. Correlated symbols share their group's factor.
+    ``[start, end]``. Correlated symbols share their group's factor. ``edge_until`` and
+    ``edge_fade_days``: see ``write_sample_data``.
     """
-    bars = dict(_generate(symbols, start, end, seed, edge, cfg, market, interval_minutes))
+    fade = EdgeFade.of(edge_until, edge_fade_days)
+    bars = dict(_generate(symbols, start, end, seed, edge, cfg, market, interval_minutes, fade))
     return {s: bars[s].to_frame() for s in symbols}
 
 
@@ -772,6 +808,8 @@ def write_sample_data(
     vendor_noise: float = 0.0,
     progress: Callable[[str], None] | None = None,
     write_from: str | None = None,
+    edge_until: str | None = None,
+    edge_fade_days: int = 0,
 ) -> list[Path]:
     """Generate and write ``<SYMBOL>_bt.csv`` per symbol; returns the paths in order.
 
@@ -780,14 +818,21 @@ def write_sample_data(
     few percent. ``write_from`` ("YYYY-MM-DD") writes only sessions from that trading date
     on while still generating from ``start``, so an overlap file for the last years matches
     the main files' path.
+
+    ``edge_until`` ("YYYY-MM-DD"): the planted edge stops there, for a market that changes
+    under a model: signals in sessions with trading dates up to that date get the full edge,
+    later ones none (or, with ``edge_fade_days`` > 0, a share falling linearly to zero over
+    that many calendar days). The edge is causal, so every bar up to that date is the bar the
+    same call without ``edge_until`` writes (tested); without it nothing changes.
     """
     if not 0 <= vendor_noise <= 1:
         raise ValueError(f"vendor_noise must be in [0, 1], got {vendor_noise}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _msg: None)
+    fade = EdgeFade.of(edge_until, edge_fade_days)
     paths: dict[str, Path] = {}
-    for sym, bars in _generate(symbols, start, end, seed, edge, cfg, market, interval_minutes):
+    for sym, bars in _generate(symbols, start, end, seed, edge, cfg, market, interval_minutes, fade):
         inst = cfg.instrument(sym)
         if vendor_noise > 0:
             tick_units = round(inst.tick_size * 10**inst.price_decimals)

@@ -13,9 +13,11 @@ import pandas as pd
 from rooney_core.config import RooneyConfig
 from rooney_core.model import ModelStore, VetoBundle
 from rooney_core.model.gates import GateReport, ModelData, report_json, validate_model
+from rooney_core.monitoring.reference import REFERENCE_FILE, reference_bytes, reference_frame
 from rooney_core.training.config import TrainingConfig
 from rooney_core.training.report import build_report
-from rooney_core.training.train import TrainingResult, make_bundle, train_veto_model
+from rooney_core.training.splits import split_holdout
+from rooney_core.training.train import TrainingResult, make_bundle, train_veto_model, usable_rows
 
 
 @dataclass
@@ -35,7 +37,8 @@ class StoredVersion:
 def train_and_store(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, data: ModelData, store: ModelStore,
                     cfg: RooneyConfig, progress: Callable[[str], None] | None = None) -> StoredVersion:
     """Tune, train and evaluate; run the gates on the bundle; add the bundle with report.html,
-    the plots and the scored holdout to the store, then its gate report beside it."""
+    the plots, the scored holdout and the training rows' features (``reference_features.parquet``,
+    what monitoring measures drift against) to the store, then its gate report beside it."""
     result = train_veto_model(cands, symbol, tcfg, data.market, store.root / "studies" / f"{symbol}.journal",
                               progress=progress)
     bundle = make_bundle(result)
@@ -46,8 +49,18 @@ def train_and_store(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, data
     trades = io.BytesIO()
     result.holdout_trades.to_parquet(trades, index=False)
     extra = {"report.html": doc.encode(), **{f"{k}.png": v for k, v in plots.items()},
-             "holdout.parquet": holdout.getvalue(), "holdout_trades.parquet": trades.getvalue()}
+             "holdout.parquet": holdout.getvalue(), "holdout_trades.parquet": trades.getvalue(),
+             REFERENCE_FILE: reference_bytes(training_reference(cands, result, tcfg, data))}
     name = store.add_version(bundle, extra_files=extra)
     report.version = name
     store.write_gate_report(name, report_json(report), report.passed)
     return StoredVersion(name, result, bundle, report, plots, tables)
+
+
+def training_reference(cands: pd.DataFrame, result: TrainingResult, tcfg: TrainingConfig,
+                       data: ModelData) -> pd.DataFrame:
+    """The rows the model was fitted on (the same split as training: before the holdout,
+    exited before its embargo), their signal times and model features."""
+    rows = usable_rows(cands, result.feature_names)
+    train, _, _ = split_holdout(rows, tcfg.holdout_years, tcfg.embargo_days, data.market.calendar)
+    return reference_frame(train, result.feature_names)
