@@ -119,6 +119,7 @@ class InstrumentState:
     logged: int = 0  # core decisions already written to the prediction log
     trades_written: int = 0
     rows: list[tuple[np.datetime64, np.ndarray]] = field(default_factory=list)  # with record_rows
+    health: str | None = None  # why the model-health kill switch holds it on paper (monitoring)
 
 
 class LiveEngine:
@@ -206,9 +207,31 @@ class LiveEngine:
                                              self.clock())
 
     def _paper_for(self, st: InstrumentState) -> bool:
-        """Orders of this instrument stay in the process: paper mode, the kill switch, or its
-        model in the paper stage."""
-        return self.paper or st.model.stage == "paper"
+        """Orders of this instrument stay in the process: paper mode, the kill switch, its
+        model in the paper stage, or the model-health kill switch tripped for it."""
+        return self.paper or st.model.stage == "paper" or st.health is not None
+
+    def _read_health(self, st: InstrumentState) -> None:
+        """The model-health kill switch's state for this instrument (``health.json`` in the
+        model store, written by monitoring; back to live only by an audited restore). Read at
+        start and at each session boundary."""
+        from rooney_core.monitoring.health import HealthState, health_root
+
+        try:
+            entry = HealthState(health_root(self.store.root)).read().get("instruments", {}).get(st.symbol)
+        except (RooneyError, OSError, ValueError) as err:
+            # an unreadable switch is not "live": keep the instrument on paper and say why
+            entry = {"mode": "paper", "reasons": [f"health state unreadable: {err}"]}
+        held = None
+        if entry and entry.get("mode") == "paper":
+            held = "; ".join(entry.get("reasons") or ["tripped"])
+        if held != st.health:
+            if held:
+                log.warning("%s: model-health kill switch: paper only (%s)", st.symbol, held)
+                st.last_error = f"model-health kill switch: {held}"
+            elif st.health is not None:
+                self._say(st.symbol, "model-health kill switch restored: orders go out again")
+            st.health = held
 
     def start(self, history: Callable[[str], tuple[pd.DataFrame, pd.DataFrame]], resume_from: Any) -> np.datetime64:
         """Load models and state, warm the buffers up from ``history(symbol) -> (hourly,
@@ -258,6 +281,7 @@ class LiveEngine:
             mine = saved.get("instruments", {}).get(s)
             if mine:
                 self._restore(st, mine)
+            self._read_health(st)
             self.instruments[s] = st
             self._say(s, f"model {slot.version or 'none'}"
                          + (f" (sha256 {slot.sha256[:12]})" if slot.sha256 else f" ({self.cfg.strategy.veto.when_no_model})")
@@ -389,6 +413,7 @@ class LiveEngine:
                 "model_version": st.model.version, "model_sha256": st.model.sha256, "model_stage": st.model.stage,
                 "watched": self._watched(st),
                 "sent": sorted(st.sent), "last_error": st.last_error, "warming": st.warming,
+                "health": st.health,
             }
         if self.guard is not None:
             data["portfolio"] = {"version": self.portfolio.version, "account": self.guard.snapshot()}
@@ -557,6 +582,7 @@ class LiveEngine:
         session = inst.calendar.trading_date(np.array([bar.timestamp]))[0]
         if st.session is not None and session != st.session:
             self._maybe_switch_model(st)
+            self._read_health(st)
         st.session = session
         if guard is not None:
             guard.begin(bar.timestamp)
@@ -608,7 +634,7 @@ class LiveEngine:
             if not self._paper_for(st):
                 self._write_state()  # the decision is on disk before the order leaves
                 self._route(st, intent)
-            elif self.kill_switch or st.model.stage == "paper":
+            elif self.kill_switch or st.model.stage == "paper" or st.health is not None:
                 self._route(st, intent)  # says what it would have sent
         return True
 
@@ -690,6 +716,8 @@ class LiveEngine:
             elif st.model.stage == "paper":
                 self._say(st.symbol, f"paper stage ({st.model.version}): {intent.side} {intent.contracts} not sent "
                                      f"[{oid}]")
+            elif st.health is not None:
+                self._say(st.symbol, f"model-health kill switch: {intent.side} {intent.contracts} not sent [{oid}]")
             return
         if oid in st.sent:
             return
@@ -752,7 +780,7 @@ def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) ->
                    "pending_order": bool(st["core"].get("pending")), "trades": st["core"].get("trades_count", len(st["core"].get("trades", []))),
                    "trading": "no new entries: " + (st.get("disabled") or st["warming"])
                    if st.get("disabled") or st.get("warming") else "yes",
-                   "last_error": st.get("last_error")}
+                   "health": st.get("health"), "last_error": st.get("last_error")}
     return {"paper": data.get("paper"), "kill_switch": data.get("kill_switch"), "heartbeat": beat,
             "heartbeat_age_s": age, "instruments": rows}
 

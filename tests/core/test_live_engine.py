@@ -377,6 +377,46 @@ def test_the_kill_switch_keeps_every_order_in_the_process(market, tmp_path, monk
     assert status_of(tmp_path / "state")["kill_switch"] is True
 
 
+def test_the_model_health_kill_switch_holds_its_instrument_on_paper_until_an_audited_restore(market, tmp_path,
+                                                                                          caplog):
+    """Monitoring tripped ES (health.json in the model store): a live engine sends none of
+    ES's orders, says why and shows it in its state; after the audited restore, a new engine
+    routes ES's orders again."""
+    import logging
+
+    from test_order_router import Receiver
+
+    from rooney_core.live.router import WebhookRouter
+    from rooney_core.monitoring.health import HealthState
+
+    store = ModelStore(tmp_path / "store")
+    health = HealthState(store.root)
+    health.trip("ES", ["feature NaN rate 0.30 > 0.05"], by="monitoring test")
+
+    def run(state):
+        rx = Receiver([])
+        try:
+            engine = LiveEngine(CFG, ["ES"], store, state, paper=False, router=WebhookRouter(rx.url))
+            replay_from = engine.start(history_from_raw(CFG, market), "2023-03-20")
+            engine.run(replay_feed(CFG, market, ["ES", "NQ"], since=replay_from), replay_from, close_at_end=True)
+        finally:
+            rx.close()
+        return engine, rx.received
+
+    with caplog.at_level(logging.INFO, logger="rooney_core.live"):
+        engine, received = run(tmp_path / "tripped")
+    orders = [d for d in engine.instruments["ES"].core.decisions if d["event"] in ("entry_order", "exit_order")]
+    assert orders and received == []
+    assert "model-health kill switch: paper only (feature NaN rate 0.30 > 0.05)" in caplog.text
+    assert caplog.text.count("model-health kill switch: buy") + caplog.text.count("model-health kill switch: sell") \
+        == len(orders)
+    assert status_of(tmp_path / "tripped")["instruments"]["ES"]["health"] == "feature NaN rate 0.30 > 0.05"
+    health.restore("ES", by="desk", reason="features fixed")
+    engine, received = run(tmp_path / "restored")
+    assert engine.instruments["ES"].health is None and len(received) == len(
+        [d for d in engine.instruments["ES"].core.decisions if d["event"] in ("entry_order", "exit_order")]) > 0
+
+
 def test_the_kill_switch_from_the_config_forces_paper_without_the_environment(market, tmp_path, config_dir,
                                                                               monkeypatch):
     """pipeline.yml live.kill_switch: true: `rooney live` without --paper (and with a webhook
