@@ -111,7 +111,7 @@ CONFIG_EDITS = [
      "entry.windows", "list of"),
     ("open-bool", "instruments.yml", 'cme_equity: {timezone: America/Chicago, open: "17:00"',
      "cme_equity: {timezone: America/Chicago, open: yes", "sessions.cme_equity.open", "HH:MM"),
-    ("unknown-calendar", "instruments.yml", "calendar: CMEGlobex_FX}", "calendar: CME_Forex}",
+    ("unknown-calendar", "instruments.yml", "calendar: CMEGlobex_FX,", "calendar: CME_Forex,",
      "sessions.cme_fx.calendar", "unknown exchange calendar"),
 ]
 
