@@ -584,6 +584,44 @@ def models_rollback(ctx, symbol: str, reason: str) -> None:
     click.echo(f"{symbol}: {entry['version']} in production")
 
 
+@cli.command("dashboard")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The live engine's --state-dir (default $ROONEY_LIVE_STATE_DIR, else dagster_home/storage/live).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default serves this machine only.")
+@click.pass_context
+def dashboard(ctx, state_dir: Path | None, port: int, host: str) -> None:
+    """The desk's monitoring dashboard (Streamlit): per instrument, live vs backtest equity,
+    rolling accuracy and calibration, feature drift, veto value, the kill switch and model
+    versions, recent alerts ($ROONEY_ALERTS_DIR, default dagster_home/storage/alerts)."""
+    import os
+
+    # the Streamlit script is the shell's (rooney_pipeline, shipped in the same wheel): run by path, never imported
+    app = Path(__file__).resolve().parents[1] / "rooney_pipeline" / "dashboard_app.py"
+    if not app.is_file():
+        raise RooneyError(f"{app}: the dashboard's Streamlit script is missing; reinstall rooney-pipeline")
+    try:
+        from streamlit.web.cli import main as streamlit_main
+    except ImportError as exc:
+        raise RooneyError(f"the dashboard needs Streamlit ({exc}); install the project's dependencies") from None
+    _say(f"starting the dashboard on http://{host}:{port}/ (loading the monitoring library first)")
+    # loaded before the server starts, so that the first page does not wait for them
+    import skops.io  # noqa: F401 - what loading a bundle for the backtest needs (seconds to import)
+
+    from rooney_core.monitoring.dashboard import DashboardPaths
+
+    cfg = _cfg(ctx)
+    paths = DashboardPaths.resolve(cfg, state_dir)
+    os.environ.update({**paths.as_env(), "ROONEY_CONFIG_DIR": str(cfg.config_dir)})  # what the app reads
+    _say(f"dashboard reads: live engine {paths.state_dir}, models {paths.model_store}, lake {paths.lake_dir}, "
+         f"alerts {paths.alerts_dir}")
+    # Streamlit's own command line, in this process (one pid to stop, the modules already loaded)
+    streamlit_main(["run", str(app), "--server.address", host, "--server.port", str(port),
+                    "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                    "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"], prog_name="streamlit")
+
+
 def _add_live_commands() -> None:
     from rooney_core.live.cli import live, parity
     from rooney_core.portfolio.cli import portfolio
