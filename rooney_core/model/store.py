@@ -286,16 +286,7 @@ class ModelStore:
         """The first record of each version in versions.log. A later line for the same name
         cannot change it; one with another sha256 marks the record ``conflicting`` (the log
         was edited), and such a version is refused."""
-        out: dict[str, dict[str, Any]] = {}
-        for rec in _read_lines(self.records_path):
-            name = rec.get("version")
-            if not isinstance(name, str):
-                continue
-            if name not in out:
-                out[name] = rec
-            elif rec.get("sha256") != out[name].get("sha256"):
-                out[name] = {**out[name], "conflicting": True}
-        return out
+        return _first_records(self.records_path)
 
     def _next_number(self, symbol: str) -> int:
         recorded = [int(m["n"]) for m in map(_NAME.fullmatch, self.records()) if m and m["symbol"] == symbol]
@@ -623,16 +614,7 @@ class ModelStore:
 
     def portfolio_records(self) -> dict[str, dict[str, Any]]:
         """The first record of each portfolio version (a later conflicting line marks it)."""
-        out: dict[str, dict[str, Any]] = {}
-        for rec in _read_lines(self.portfolio_records_path):
-            name = rec.get("version")
-            if not isinstance(name, str):
-                continue
-            if name not in out:
-                out[name] = rec
-            elif rec.get("sha256") != out[name].get("sha256"):
-                out[name] = {**out[name], "conflicting": True}
-        return out
+        return _first_records(self.portfolio_records_path)
 
     def portfolio_dir(self, name: str) -> Path:
         path = self.portfolios_dir / name if isinstance(name, str) and _PORTFOLIO.fullmatch(name) else None
@@ -810,6 +792,21 @@ class ModelStore:
                     status = "done" if took else "pending"
                 out.append({k: v for k, v in rec.items() if k != "event"} | {"status": status})
         return out
+
+
+def _first_records(path: Path) -> dict[str, dict[str, Any]]:
+    """The first line of each version in an append-only records file; a later line with
+    another sha256 marks it ``conflicting`` (the log was edited)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in _read_lines(path):
+        name = rec.get("version")
+        if not isinstance(name, str):
+            continue
+        if name not in out:
+            out[name] = rec
+        elif rec.get("sha256") != out[name].get("sha256"):
+            out[name] = {**out[name], "conflicting": True}
+    return out
 
 
 def _txn(man: dict[str, Any], symbol: Any) -> set[str]:
