@@ -87,6 +87,17 @@ def promote(store: ModelStore, name: str, by: str, reason: str = "", force: bool
     return entry
 
 
+def promote_if_passes(store: ModelStore, name: str, by: str, config_dir: str | Path | None = None,
+                      enabled: bool = True) -> tuple[bool, list[str]]:
+    """The pipeline's policy: promote ``name`` (and export it) when nothing flags it and it
+    passes ``gates``; (promoted, the problems that kept it back)."""
+    config = load(store, name)
+    problems = flags(store, config) + gates(config)
+    if enabled and not problems:
+        promote(store, name, by=by, reason="optimised and passed", config_dir=config_dir)
+    return enabled and not problems, problems
+
+
 def rollback(store: ModelStore, by: str, reason: str = "", config_dir: str | Path | None = None) -> dict[str, Any]:
     entry = store.rollback_portfolio(by, reason)
     if config_dir is not None:

@@ -49,12 +49,9 @@ def portfolio_config(context: dg.AssetExecutionContext, config: PortfolioOptimis
     context.log.info("models: " + ", ".join(f"{s} {v or 'none'}" for s, v in market.versions.items()))
     stored = optimise_and_store(market, store, search, progress=context.log.info)
     name, opt, run = stored.name, stored.optimisation, stored.run
-    problems = deploy.flags(store, run.config) + deploy.gates(run.config)
-    promoted = None
-    if config.promote and not problems:
-        deploy.promote(store, name, by=f"dagster run {context.run.run_id[:8]}", reason="optimised and passed",
-                       config_dir=cfg.config_dir)
-        promoted = name
+    ok, problems = deploy.promote_if_passes(store, name, by=f"dagster run {context.run.run_id[:8]}",
+                                            config_dir=cfg.config_dir, enabled=config.promote)
+    promoted = name if ok else None
     context.log.info(f"{name}: " + ("promoted" if promoted else "not promoted: " + ("; ".join(problems) or
                                                                                    "promote is off")))
     trials = pd.DataFrame([{"trial": t.number + 1, "value": t.value, **{k: t.user_attrs.get(k) for k in
