@@ -160,3 +160,41 @@ def jsonable(obj):
     if isinstance(obj, np.floating | float):
         return None if not math.isfinite(obj) else float(obj)
     return obj
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one JSON line durably (O_APPEND, fsync). A line torn by a kill is left alone:
+    the next record starts on a line of its own, and ``read_jsonl`` skips the torn one."""
+    import json
+
+    line = json.dumps(jsonable(record), sort_keys=True, default=str).encode() + b"\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every JSON object line of ``path``, in order (missing file: none; torn lines skipped)."""
+    import json
+
+    try:
+        raw = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in raw.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out

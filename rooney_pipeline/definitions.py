@@ -6,15 +6,16 @@ import os
 
 import dagster as dg
 
+from rooney_pipeline import jobs, retraining
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.executors import configured_executor
-from rooney_pipeline.jobs import JOBS, SENSORS
 from rooney_pipeline.resources import DiscordResource, RooneyResource
 
 defs = dg.Definitions(
     assets=ASSETS,
-    jobs=JOBS,
-    sensors=SENSORS,
+    jobs=[*jobs.JOBS, *retraining.JOBS],
+    schedules=retraining.SCHEDULES,
+    sensors=[*jobs.SENSORS, *retraining.SENSORS],
     resources={
         "rooney": RooneyResource(
             config_dir=os.environ.get("ROONEY_CONFIG_DIR"),

@@ -13,7 +13,7 @@ from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
 
 # (job, partitioned?) in order; the demo trains with configs/training/demo.yml layered on top
 STAGES = (("bars_job", True), ("features_job", True), ("candidates_job", True), ("train_job", True),
-          ("promote_job", False), ("paper_stage_job", True), ("backtest_job", True), ("portfolio_job", False))
+          ("promote_job", True), ("paper_stage_job", True), ("backtest_job", True), ("portfolio_job", False))
 # the demo's parity gate replays 3 months per version (pipeline.yml: 6) to stay within minutes
 TRAIN_DEMO = {"ops": {"veto_model": {"config": {"profile": "demo", "parity_months": 3}}}}
 # sample data is history: no session comes after staging, so the paper stage replays the last

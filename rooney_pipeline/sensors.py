@@ -53,13 +53,21 @@ def _user_error(err: Any) -> Any:
     return err
 
 
-def run_failure_alert_for(context: dg.RunFailureSensorContext, discord: DiscordResource) -> Alert:
+GATES_FAILED = "DagsterAssetCheckFailedError"  # a blocking check (a model's gates) failed: a decision, not a crash
+
+
+def run_failure_alert_for(context: dg.RunFailureSensorContext, discord: DiscordResource) -> Alert | None:
     """The run_failed alert of a failed run: job, partition, failed steps, the error's first
-    line and a link to the run."""
+    line and a link to the run. None when the only failures are blocking gate checks: the
+    model's gates decided, and ``veto_model`` alerted that outcome itself."""
     run = context.dagster_run
     partition = context.partition_key or run.tags.get("dagster/partition")
+    failures = context.get_step_failure_events()
+    if failures and all(getattr(getattr(e.event_specific_data, "error", None), "cls_name", None) == GATES_FAILED
+                        for e in failures):
+        return None
     steps, error = [], None
-    for event in context.get_step_failure_events():
+    for event in failures:
         steps.append(event.step_key)
         data = event.event_specific_data
         if error is None and getattr(data, "error", None) is not None:
@@ -80,7 +88,9 @@ def run_failure_alert_for(context: dg.RunFailureSensorContext, discord: DiscordR
     description="A Discord alert for every failed run of any job in this code location: job, partition, "
     "failed step, the error's first line and a link to the run. The run-status cursor sends each once.")
 def run_failure_alert(context: dg.RunFailureSensorContext, discord: DiscordResource):
-    discord.send(run_failure_alert_for(context, discord))
+    alert = run_failure_alert_for(context, discord)
+    if alert is not None:
+        discord.send(alert)
 
 
 # ---- the live engine's heartbeat ------------------------------------------------------------------

@@ -347,7 +347,7 @@ def _draw_volume(
 
 def _draw_symbol(
     symbol: str, group: _Group, seed: int, start: str, interval: int,
-    inst: Instrument, market: SampleMarket,
+    inst: Instrument, market: SampleMarket, fade: EdgeFade | None = None,
 ) -> _Draws:
     spec = market.spec(symbol)
     regime = market.vol_regime
@@ -366,6 +366,8 @@ def _draw_symbol(
     own = _log_vol(_rng(seed, "symbol", symbol, "vol"), len(hour_starts), regime)
     lv = np.sqrt(regime.group_share) * g + np.sqrt(1 - regime.group_share) * own
     regime_mult = np.exp(lv - regime.variance)[hour_id]  # E[mult^2] = 1
+    if fade is not None:  # the market's regime changes with the edge (write_sample_data's vol_after)
+        regime_mult = regime_mult * fade.vol_multiple(td)
 
     vol_shape, volume_shape = _intraday_profiles(market.intraday, interval)
     block = inst.calendar.minute_of_day(ts) // interval
@@ -492,16 +494,24 @@ class EdgeFade:
 
     until: np.datetime64  # datetime64[D]
     fade_days: int = 0
+    vol_after: float = 1.0  # volatility multiple once the edge is gone (a regime change with it)
 
     @classmethod
-    def of(cls, until: str | None, fade_days: int = 0) -> EdgeFade | None:
+    def of(cls, until: str | None, fade_days: int = 0, vol_after: float = 1.0) -> EdgeFade | None:
         if fade_days < 0:
             raise ValueError(f"edge_fade_days must be >= 0, got {fade_days}")
+        if not vol_after > 0:
+            raise ValueError(f"vol_after must be > 0, got {vol_after}")
         if until is None:
-            if fade_days:
-                raise ValueError("edge_fade_days needs edge_until (the date the edge starts to fade)")
+            if fade_days or vol_after != 1.0:
+                raise ValueError("edge_fade_days and vol_after need edge_until (the date the market changes)")
             return None
-        return cls(np.datetime64(parse_date(until), "D"), int(fade_days))
+        return cls(np.datetime64(parse_date(until), "D"), int(fade_days), float(vol_after))
+
+    def vol_multiple(self, trading_dates: np.ndarray) -> np.ndarray:
+        """Per trading date: 1 while the edge is whole, ``vol_after`` once it is gone (in
+        between along the fade)."""
+        return 1.0 + (self.vol_after - 1.0) * (1.0 - self.scale(trading_dates))
 
     def scale(self, trading_dates: np.ndarray) -> np.ndarray:
         """The share of the edge a signal gets, per trading date (datetime64[D])."""
@@ -688,7 +698,8 @@ def _symbol_bars(
         empty = np.zeros(0, np.int64)
         ts = np.zeros(0, "datetime64[s]")
         return _Bars(ts, empty, empty, empty, empty, empty, inst.price_decimals)
-    d = _draw_symbol(symbol, group, seed, start, interval, inst, market)
+    d = _draw_symbol(symbol, group, seed, start, interval, inst, market,
+                     fade if fade is not None and fade.vol_after != 1.0 else None)
     return _assemble(_base_path(d), d, inst, market.spec(symbol), market, edge, fade)
 
 
@@ -725,16 +736,16 @@ def _generate(
 def generate_bars(
     symbols: list[str], start: str, end: str, seed: int, edge: float,
     cfg: RooneyConfig, market: SampleMarket, interval_minutes: int = 1,
-    edge_until: str | None = None, edge_fade_days: int = 0,
+    edge_until: str | None = None, edge_fade_days: int = 0, vol_after: float = 1.0,
 ) -> dict[str, pd.DataFrame]:
     """Bars per symbol: columns ``datetime, Open, High, Low, Close, volume``.
 
     ``datetime`` is naive exchange-local datetime64[ns], the bar's start; rows are sorted,
     unique and inside the session calendar; sessions are those with trading dates in
     ``[start, end]``. Correlated symbols share their group's factor. ``edge_until`` and
-    ``edge_fade_days``: see ``write_sample_data``.
+    ``edge_fade_days``, ``vol_after``: see ``write_sample_data``.
     """
-    fade = EdgeFade.of(edge_until, edge_fade_days)
+    fade = EdgeFade.of(edge_until, edge_fade_days, vol_after)
     bars = dict(_generate(symbols, start, end, seed, edge, cfg, market, interval_minutes, fade))
     return {s: bars[s].to_frame() for s in symbols}
 
@@ -810,6 +821,7 @@ def write_sample_data(
     write_from: str | None = None,
     edge_until: str | None = None,
     edge_fade_days: int = 0,
+    vol_after: float = 1.0,
 ) -> list[Path]:
     """Generate and write ``<SYMBOL>_bt.csv`` per symbol; returns the paths in order.
 
@@ -824,13 +836,15 @@ def write_sample_data(
     later ones none (or, with ``edge_fade_days`` > 0, a share falling linearly to zero over
     that many calendar days). The edge is causal, so every bar up to that date is the bar the
     same call without ``edge_until`` writes (tested); without it nothing changes.
+    ``vol_after`` (with ``edge_until``): the market's volatility is multiplied by this once the
+    edge is gone (along the fade), so the edge leaves with a regime change, as it often does.
     """
     if not 0 <= vendor_noise <= 1:
         raise ValueError(f"vendor_noise must be in [0, 1], got {vendor_noise}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _msg: None)
-    fade = EdgeFade.of(edge_until, edge_fade_days)
+    fade = EdgeFade.of(edge_until, edge_fade_days, vol_after)
     paths: dict[str, Path] = {}
     for sym, bars in _generate(symbols, start, end, seed, edge, cfg, market, interval_minutes, fade):
         inst = cfg.instrument(sym)

@@ -184,3 +184,30 @@ def promote_newest_passing(store: ModelStore, symbols: list[str], by: str, paper
         rows.append({"instrument": symbol, "action": action, "production": store.production(symbol) or "none",
                      "versions": len(versions)})
     return rows
+
+
+DECISIONS_FILE = "decisions.log"
+
+
+def record_decision(store: ModelStore, symbol: str, version: str | None, decision: str, *,
+                    passed: bool | None = None, failed_gates: list[str] | None = None, by: str = "?",
+                    trigger: str | None = None, run_id: str | None = None) -> dict:
+    """Log what the gates decided for a trained version (``decisions.log`` in the store's
+    root, one JSON line each): promoted, staged, or kept out with the gates it failed, and
+    what production is after it. Returns the record."""
+    from datetime import UTC, datetime
+
+    from rooney_core.io import append_jsonl
+
+    rec = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "symbol": symbol, "version": version,
+           "decision": decision, "gates_passed": passed, "failed_gates": list(failed_gates or []),
+           "production": store.production(symbol), "by": by, "trigger": trigger, "run_id": run_id}
+    append_jsonl(store.root / DECISIONS_FILE, rec)
+    return rec
+
+
+def decisions(store: ModelStore, symbol: str | None = None) -> list[dict]:
+    """Every logged gate decision (of ``symbol``), oldest first."""
+    from rooney_core.io import read_jsonl
+
+    return [r for r in read_jsonl(store.root / DECISIONS_FILE) if symbol is None or r.get("symbol") == symbol]

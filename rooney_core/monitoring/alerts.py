@@ -68,6 +68,7 @@ class AlertKind(StrEnum):
     ACCURACY_DROP = "accuracy_drop"
     DRIFT = "drift"
     DISTRIBUTION_SHIFT = "distribution_shift"
+    REGIME_CHANGE = "regime_change"
     KILL_SWITCH = "kill_switch"
     RUN_FAILED = "run_failed"
     PROMOTION = "promotion"
@@ -77,12 +78,14 @@ class AlertKind(StrEnum):
 
 
 _LABEL = {AlertKind.ACCURACY_DROP: "Accuracy drop", AlertKind.DRIFT: "Feature drift",
-          AlertKind.DISTRIBUTION_SHIFT: "Prediction distribution shift", AlertKind.KILL_SWITCH: "Kill switch",
+          AlertKind.DISTRIBUTION_SHIFT: "Prediction distribution shift",
+          AlertKind.REGIME_CHANGE: "Regime change", AlertKind.KILL_SWITCH: "Kill switch",
           AlertKind.RUN_FAILED: "Run failed", AlertKind.PROMOTION: "Promotion", AlertKind.ROLLBACK: "Rollback",
           AlertKind.STALE_HEARTBEAT: "Live engine heartbeat stale", AlertKind.RETRAIN: "Retrain"}
 _RED, _ORANGE, _YELLOW, _BLUE, _GREEN = 0xD93F0B, 0xE99695, 0xFBCA04, 0x1D76DB, 0x0E8A16
 _COLOUR = {AlertKind.ACCURACY_DROP: _ORANGE, AlertKind.DRIFT: _YELLOW, AlertKind.DISTRIBUTION_SHIFT: _YELLOW,
-           AlertKind.KILL_SWITCH: _RED, AlertKind.RUN_FAILED: _RED, AlertKind.PROMOTION: _BLUE,
+           AlertKind.REGIME_CHANGE: _YELLOW, AlertKind.KILL_SWITCH: _RED, AlertKind.RUN_FAILED: _RED,
+           AlertKind.PROMOTION: _BLUE,
            AlertKind.ROLLBACK: _ORANGE, AlertKind.STALE_HEARTBEAT: _RED, AlertKind.RETRAIN: _BLUE}
 _INFO_KINDS = {AlertKind.PROMOTION, AlertKind.RETRAIN}  # logged at INFO; the others at WARNING
 

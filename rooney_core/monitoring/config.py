@@ -8,8 +8,10 @@ section by section as in ``validation.yml``. The defaults are documented in the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -25,6 +27,7 @@ class PerformanceLimits(Strict):
     window_days: int = Field(default=90, ge=1)  # calendar days of live results the retrain trigger reads
     min_trades: int = Field(default=20, ge=1)  # fewer exits in the window: no verdict
     max_drop: float = Field(default=0.10, gt=0, le=1)  # down this share of the expectation: retrain
+    confidence: float = Field(default=0.95, ge=0, lt=1)  # ... and its upper confidence bound below it too (0: off)
     rolling_signals: int = Field(default=50, ge=2)  # rolling accuracy, precision, Brier over N resolved signals
     calibration_bins: int = Field(default=10, ge=2, le=50)
 
@@ -38,7 +41,7 @@ class DriftLimits(Strict):
     quantile: float = Field(default=0.99, gt=0.5, lt=1)  # per feature: this quantile of its null statistic
     min_psi: float = Field(default=0.10, ge=0)  # floors under the calibrated per-feature thresholds
     min_ks: float = Field(default=0.10, ge=0, le=1)
-    max_false_alarm_rate: float = Field(default=0.05, gt=0, lt=1)  # the overall alert's rate on a stationary market
+    max_false_alarm_rate: float = Field(default=0.01, gt=0, lt=1)  # the overall alert's rate on a stationary market
     min_features: int = Field(default=1, ge=1)  # the overall alert never needs fewer drifted features
     block_sessions: int = Field(default=20, ge=1)  # the block bootstrap: blocks of consecutive sessions
     periods: int = Field(default=2, ge=1)  # calibration: a window from one period against the others
@@ -63,6 +66,7 @@ class RegimeLimits(Strict):
     trend_window: int = Field(default=200, ge=2)  # sessions: close against its simple moving average
     trend_band: float = Field(default=0.02, ge=0)  # within this of the average: flat
     min_state_share: float = Field(default=0.05, ge=0, le=1)  # a trend state rarer than this in training: a change
+    min_training_sessions: int = Field(default=250, ge=1)  # fewer training sessions with a trend state: not judged
 
     @model_validator(mode="after")
     def _ordered(self) -> RegimeLimits:
@@ -92,8 +96,35 @@ class MonitoringLimits(Strict):
     health: HealthLimits = HealthLimits()
 
 
+class Automation(Strict):
+    """When the pipeline monitors and retrains (rooney_pipeline/retraining.py: the schedules and
+    the retrain sensors)."""
+
+    retrain_cron: str = "0 2 1 1,7 *"  # every 6 months: 02:00 on 1 January and 1 July
+    monitor_cron: str = "30 17 * * 1-5"  # model_monitoring of every instrument after each US session
+    timezone: str = "America/Chicago"
+    profile: str | None = None  # training profile layered on top (configs/training/<profile>.yml)
+    trials: int | None = Field(default=None, ge=1)  # override the number of Optuna trials
+    cooldown_days: float = Field(default=7, ge=0)  # a trigger still firing asks again only after this
+    triggers: list[Literal["performance", "drift", "regime"]] = ["performance", "drift", "regime"]
+
+    @model_validator(mode="after")
+    def _cron(self) -> Automation:
+        for name in ("retrain_cron", "monitor_cron"):
+            value = getattr(self, name)
+            fields = value.split()
+            if len(fields) != 5 or not all(re.fullmatch(r"[0-9*/,\-]+", f) for f in fields):
+                raise ValueError(f"{name} {value!r}: expected five cron fields such as '0 2 1 1,7 *'")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r}: not an IANA time zone") from None
+        return self
+
+
 class MonitoringConfig(Strict):
     defaults: MonitoringLimits = MonitoringLimits()
+    automation: Automation = Automation()
     instruments: dict[Symbol, dict[str, Any]] = {}  # per-instrument overrides of ``defaults``
 
     def for_symbol(self, symbol: str) -> MonitoringLimits:

@@ -23,12 +23,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from rooney_core.backtest.metrics import sharpe
+from rooney_core.backtest.metrics import TRADING_DAYS, sharpe
 from rooney_core.monitoring.config import PerformanceLimits
 
 NOT_RECORDED = "not recorded in the bundle's metrics"
@@ -304,15 +305,45 @@ def live_daily_pnl(trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp)
     return pnl.reindex(days.union(pnl.index), fill_value=0.0).sort_index()
 
 
+def _wilson_upper(p: float, n: int, z: float) -> float:
+    if n <= 0 or p != p:
+        return float("nan")
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre + spread) / (1 + z * z / n)
+
+
+def upper_bounds(daily: pd.Series, pnl: np.ndarray, accuracy: tuple[float, int] | None, z: float) -> dict[str, float]:
+    """One-sided upper confidence bounds of the live figures (``z`` standard errors): the
+    annualised Sharpe (standard error of a Sharpe ratio, Lo 2002: sqrt((1 + SR^2 / 2) / n)
+    per day), the mean trade (t-like: mean + z * sd / sqrt(n)), the win rate and the
+    accuracy (Wilson)."""
+    out = {"sharpe": float("nan"), "pnl_per_trade": float("nan"), "win_rate": float("nan")}
+    x = np.asarray(daily, dtype=float)
+    if len(x) >= 2 and np.std(x, ddof=1) > 0:
+        sr_d = np.mean(x) / np.std(x, ddof=1)
+        out["sharpe"] = float((sr_d + z * math.sqrt((1 + sr_d * sr_d / 2) / len(x))) * math.sqrt(TRADING_DAYS))
+    if len(pnl) >= 2:
+        out["pnl_per_trade"] = float(pnl.mean() + z * pnl.std(ddof=1) / math.sqrt(len(pnl)))
+    if len(pnl):
+        out["win_rate"] = _wilson_upper(float((pnl > 0).mean()), len(pnl), z)
+    if accuracy is not None:
+        out["accuracy"] = _wilson_upper(accuracy[0], accuracy[1], z)
+    return out
+
+
 def performance_drop(scored: pd.DataFrame, metrics: Mapping, window: int | str | pd.Timedelta = 90, *,
                      end: pd.Timestamp | str | None = None, max_drop: float = 0.10, min_trades: int = 20,
-                     holdout: pd.DataFrame | None = None) -> PerformanceDrop:
+                     holdout: pd.DataFrame | None = None, confidence: float = 0.95) -> PerformanceDrop:
     """The retrain trigger for one instrument's model: over the ``window`` (days, or a
     pandas offset such as "90D") ending at ``end`` (default: the last exit), the live Sharpe,
     P&L per trade and win rate of the taken trades against the veto-on holdout backtest
     (``metrics["selected"]``), and accuracy against the holdout's (when outcomes and a
     holdout are there). Triggered when, with at least ``min_trades`` exits, any of them is
-    down by ``max_drop`` of the expectation or more. ``scored``: ``outcomes`` rows."""
+    down by ``max_drop`` of the expectation or more, and, with ``confidence`` > 0, its
+    one-sided upper confidence bound is below ``(1 - max_drop)`` of the expectation too: a
+    window of a market that has not changed is not read as a drop (90 days of trades give a
+    Sharpe ratio with a standard error near 2). ``scored``: ``outcomes`` rows."""
     exits = scored[scored["resolved"]].copy()
     end_ts = pd.Timestamp(end) if end is not None else (exits["exit_time"].max() if len(exits)
                                                          else scored["bar_time"].max())
@@ -321,21 +352,27 @@ def performance_drop(scored: pd.DataFrame, metrics: Mapping, window: int | str |
     start_ts = end_ts - _window(window)
     trades = exits[(exits["exit_time"] > start_ts) & (exits["exit_time"] <= end_ts)]
     pnl = trades["pnl_net"].to_numpy(float)
-    live = {"sharpe": sharpe(live_daily_pnl(trades, start_ts, end_ts)) if len(trades) else float("nan"),
+    daily = live_daily_pnl(trades, start_ts, end_ts)
+    live = {"sharpe": sharpe(daily) if len(trades) else float("nan"),
             "pnl_per_trade": float(pnl.mean()) if len(pnl) else float("nan"),
             "win_rate": float((pnl > 0).mean()) if len(pnl) else float("nan")}
     expected = {"sharpe": (metric(metrics, ("selected", "sharpe")), "holdout backtest (selected.sharpe)"),
                 "pnl_per_trade": (metric(metrics, ("selected", "avg_trade")), "holdout backtest (selected.avg_trade)"),
                 "win_rate": (metric(metrics, ("selected", "win_rate")), "holdout backtest (selected.win_rate)")}
     in_window = scored[(scored["bar_time"] > start_ts) & (scored["bar_time"] <= end_ts)]
+    acc = None
     if in_window["win_source"].eq("counterfactual").any():
         live["accuracy"] = classification(in_window["probability"].to_numpy(float),
                                           in_window["win"].to_numpy(float),
                                           in_window["threshold"].to_numpy(float))["accuracy"]
         expected["accuracy"] = promised_figures(metrics, holdout)["accuracy"]
+        acc = (live["accuracy"], int((in_window["win"].notna() & in_window["probability"].notna()).sum()))
+    z = NormalDist().inv_cdf(confidence) if confidence > 0 else 0.0
+    upper = upper_bounds(daily, pnl, acc, z) if confidence > 0 else {}
     rows, reasons = [], []
     for name, (want, source) in expected.items():
         got = live[name]
+        bound = upper.get(name, float("nan"))
         change, note = float("nan"), ""
         if want is None:
             note = source if source == NOT_RECORDED else f"{source}: {NOT_RECORDED}"
@@ -344,11 +381,17 @@ def performance_drop(scored: pd.DataFrame, metrics: Mapping, window: int | str |
         elif got == got:
             change = (got - want) / want
         down = bool(change == change and change <= -max_drop)
-        rows.append({"figure": name, "live": got, "expected": want, "source": source, "change": change,
-                     "down": down, "note": note})
+        if down and confidence > 0 and want is not None and not (bound == bound and bound < (1 - max_drop) * want):
+            down = False
+            note = (f"down {-change:.0%} but within noise: the {confidence:.0%} upper bound {bound:.4g} is not below "
+                    f"{(1 - max_drop) * want:.4g}")
+        rows.append({"figure": name, "live": got, "upper_bound": bound, "expected": want, "source": source,
+                     "change": change, "down": down, "note": note})
         if down:
-            reasons.append(f"{name} {got:.4g} vs expected {want:.4g} ({change:+.0%}, limit -{max_drop:.0%})")
-    figures = pd.DataFrame(rows, columns=["figure", "live", "expected", "source", "change", "down", "note"])
+            reasons.append(f"{name} {got:.4g} vs expected {want:.4g} ({change:+.0%}, limit -{max_drop:.0%}"
+                           + (f"; {confidence:.0%} upper bound {bound:.4g})" if confidence > 0 else ")"))
+    figures = pd.DataFrame(rows, columns=["figure", "live", "upper_bound", "expected", "source", "change", "down",
+                                          "note"])
     enough = len(trades) >= min_trades
     triggered = enough and bool(reasons)
     if not enough:

@@ -146,10 +146,16 @@ def regime(daily: pd.DataFrame, train_end: str | pd.Timestamp, limits: RegimeLim
     if p == p and not lim.vol_percentile_low <= p <= lim.vol_percentile_high:
         reasons.append(f"realised volatility {last['volatility']:.1%} is at the {p:.1%} percentile of training "
                        f"(outside {lim.vol_percentile_low:.0%}-{lim.vol_percentile_high:.0%})")
-    if state is not None and share == share and share < lim.min_state_share:
+    if len(train_trend) < lim.min_training_sessions:
+        reasons_note = (f"trend not judged: training has {len(train_trend)} sessions with a trend state, fewer than "
+                        f"{lim.min_training_sessions}")
+    else:
+        reasons_note = None
+    if reasons_note is None and state is not None and share == share and share < lim.min_state_share:
         reasons.append(f"trend {state}: training was {state} only {share:.1%} of the time "
                        f"(limit {lim.min_state_share:.0%})")
     verdict = ("regime change: " + "; ".join(reasons)) if reasons else (
-        f"as in training: volatility at the {p:.0%} percentile, trend {state}")
+        f"as in training: volatility at the {p:.0%} percentile, trend {state}"
+        + (f" ({reasons_note})" if reasons_note else ""))
     return RegimeState(pd.Timestamp(upto.index[-1]), float(last["volatility"]), p, state, share, shares,
                        bool(reasons), reasons, verdict, history)

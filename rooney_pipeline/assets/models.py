@@ -5,15 +5,17 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from rooney_core.model.gates import GATES, ModelData
+from rooney_core.monitoring.alerts import Alert, AlertKind
 from rooney_core.training.config import load_training_config
 from rooney_core.training.store_version import train_and_store
 from rooney_core.training.train import Market
 from rooney_pipeline.metadata import png, table
 from rooney_pipeline.partitions import instrument_partitions
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import DiscordResource, RooneyResource
+
+TRIGGER_TAG = "rooney/trigger"  # why an automated run was requested (schedule, performance, drift, regime, ...)
 
 
 class TrainConfig(dg.Config):
@@ -34,7 +36,8 @@ class TrainConfig(dg.Config):
     "version <SYMBOL>_v<N> with its report in the model store.",
     check_specs=[dg.AssetCheckSpec(g, asset="veto_model", description=d, blocking=True) for g, d in GATES.items()],
 )
-def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: RooneyResource):
+def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: RooneyResource,
+               discord: DiscordResource):
     cfg = rooney.cfg
     symbol = context.partition_key
     tcfg = load_training_config(cfg.config_dir, symbol, config.profile)
@@ -49,6 +52,8 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
     name, result, plots, tables, report = stored.name, stored.result, stored.plots, stored.tables, stored.report
     bundle = stored.bundle
     context.log.info(f"{symbol}: stored {name}")
+    if not report.passed:  # the blocking checks below stop promotion; say so once, here
+        _gates_failed(context, discord, store, symbol, name, list(report.failed))
     m = result.metrics
     vdir = store.version_dir(name)
     yield dg.MaterializeResult(
@@ -84,6 +89,20 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
                                             "threshold": _meta(g.threshold)})
 
 
+def _gates_failed(context, discord: DiscordResource, store, symbol: str, name: str, failed: list[str]) -> None:
+    from rooney_core.model.promotion import record_decision
+
+    trigger = context.run.tags.get(TRIGGER_TAG)
+    rec = record_decision(store, symbol, name, "kept out: failed its gates", passed=False, failed_gates=failed,
+                          by=f"dagster run {context.run.run_id[:8]}", trigger=trigger, run_id=context.run.run_id)
+    context.log.warning(f"{symbol}: {name} failed gates {', '.join(failed)}; production stays "
+                        f"{rec['production'] or 'none'}")
+    discord.send(Alert(AlertKind.RETRAIN, f"{name} failed its gates ({', '.join(failed)}): not promoted; production "
+                       f"stays {rec['production'] or 'none'}", instrument=symbol,
+                       run_url=discord.run_url(context.run.run_id),
+                       details={"trigger": trigger or "manual", "version": name, "failed gates": ", ".join(failed)}))
+
+
 def _meta(v):
     if isinstance(v, (dict, list)):
         return dg.MetadataValue.json(json.loads(json.dumps(v, default=str)))
@@ -93,31 +112,42 @@ def _meta(v):
 
 
 @dg.asset(
+    partitions_def=instrument_partitions,
     group_name="models",
     deps=["veto_model"],
     kinds={"json"},
-    description="manifest.json: for each instrument, the newest stored version whose six gates all passed "
+    description="The instrument's entry in manifest.json: its newest stored version whose six gates all passed "
     "(its gate report) enters the paper stage (or production when validation.yml sets no paper sessions); "
-    "the rest are kept. Every change is in the store's audit log.",
+    "the rest are kept. Every change is in the store's audit log, every decision in decisions.log, and an "
+    "automated retrain's outcome is alerted.",
 )
-def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.MaterializeResult:
-    from rooney_core.model.promotion import promote_newest_passing
+def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource,
+                      discord: DiscordResource) -> dg.MaterializeResult:
+    from rooney_core.model.promotion import promote_newest_passing, record_decision
 
-    store = rooney.store
-    cfg = rooney.cfg
-    changes = [row for sym in cfg.symbols
-               for row in promote_newest_passing(store, [sym], by=f"dagster run {context.run.run_id[:8]}",
-                                                 paper_sessions=cfg.validation.for_symbol(sym).paper.sessions)]
-    rows = pd.DataFrame(changes).set_index("instrument") if changes else pd.DataFrame()
-    for c in changes:
-        context.log.info(f"{c['instrument']}: {c['action']} ({c['production']})")
+    store, cfg, symbol = rooney.store, rooney.cfg, context.partition_key
+    before = store.production(symbol)
+    by = f"dagster run {context.run.run_id[:8]}"
+    [row] = promote_newest_passing(store, [symbol], by=by,
+                                   paper_sessions=cfg.validation.for_symbol(symbol).paper.sessions)
+    context.log.info(f"{symbol}: {row['action']} ({row['production']})")
+    newest = store.list_versions(symbol)[-1]["version"] if store.list_versions(symbol) else None
+    trigger = context.run.tags.get(TRIGGER_TAG)
+    changed = row["action"].startswith(("promoted", f"{newest} staged")) if newest else False
+    record_decision(store, symbol, newest, row["action"], passed=True if changed else None, by=by, trigger=trigger,
+                    run_id=context.run.run_id)
+    if changed or trigger:
+        discord.send(Alert(AlertKind.RETRAIN, f"{row['action']}; production {row['production']} (was {before or 'none'})",
+                           instrument=symbol, run_url=discord.run_url(context.run.run_id),
+                           details={"trigger": trigger or "manual", "newest version": newest}))
+    paper = store.paper_entry(symbol) or {}
     return dg.MaterializeResult(
         metadata={
             "manifest": dg.MetadataValue.path(str(store.root / "manifest.json")),
-            "instruments": table(rows) if len(rows) else "none",
-            "production": dg.MetadataValue.json({s: store.production(s) for s in rooney.cfg.symbols}),
-            "paper_stage": dg.MetadataValue.json({s: (store.paper_entry(s) or {}).get("version")
-                                                  for s in rooney.cfg.symbols}),
+            "action": row["action"],
+            "production": row["production"],
+            "paper_stage": f"{paper['version']} ({paper.get('status')})" if paper else "none",
+            "versions": row["versions"],
         }
     )
 

@@ -199,14 +199,23 @@ def trades_rows(pnls: list[float], start: str = "2024-01-02") -> pd.DataFrame:
 def test_performance_drop_triggers_a_retrain_at_ten_percent_down():
     metrics = {"selected": {"sharpe": 2.0, "avg_trade": 100.0, "win_rate": 0.5}}
     pnl = [300.0, -120.0] * 15  # avg 90: down 10 %, win rate 50 %
-    drop = performance.performance_drop(trades_rows(pnl), metrics, 90)
+    drop = performance.performance_drop(trades_rows(pnl), metrics, 90, confidence=0)  # the raw rule
     fig = drop.figures.set_index("figure")
     assert drop.trades == 30 and fig.loc["pnl_per_trade", "live"] == pytest.approx(90.0)
     assert fig.loc["pnl_per_trade", "down"] and not fig.loc["win_rate", "down"]
     assert drop.triggered and "pnl_per_trade" in drop.verdict
-    better = performance.performance_drop(trades_rows([300.0, -80.0] * 15), metrics, 90)
+    # the same 30 trades are no evidence of a 10% drop: their mean's upper 95% bound is far above 90
+    noisy = performance.performance_drop(trades_rows(pnl), metrics, 90)
+    nfig = noisy.figures.set_index("figure")
+    assert not noisy.triggered and not nfig["down"].any() and "within noise" in nfig.loc["pnl_per_trade", "note"]
+    assert nfig.loc["pnl_per_trade", "upper_bound"] == pytest.approx(90 + 1.6449 * np.std(pnl, ddof=1) / np.sqrt(30),
+                                                                     rel=1e-4)
+    # a clear drop is one at any sensible confidence
+    clear = performance.performance_drop(trades_rows([150.0, -100.0] * 15), metrics, 90)
+    assert clear.triggered and clear.figures.set_index("figure").loc["pnl_per_trade", "down"]
+    better = performance.performance_drop(trades_rows([300.0, -80.0] * 15), metrics, 90, confidence=0)
     assert not better.figures.set_index("figure").loc["pnl_per_trade", "down"]
-    few = performance.performance_drop(trades_rows(pnl[:10]), metrics, 90)
+    few = performance.performance_drop(trades_rows(pnl[:10]), metrics, 90, confidence=0)
     assert not few.triggered and few.verdict.startswith("no verdict")
     unknown = performance.performance_drop(trades_rows(pnl), {"selected": {"avg_trade": 100.0}}, 90)
     notes = unknown.figures.set_index("figure")["note"]
@@ -548,7 +557,19 @@ def test_the_edge_stops_after_edge_until():
     assert gap_cut < gap_full / 5
     faded = generate_bars(*args, 1.0, CFG, market, 15, edge_until="2022-05-31", edge_fade_days=30)["ES"]
     assert faded[before].equals(full[before]) and not faded.equals(cut)
-    with pytest.raises(ValueError, match="edge_fade_days needs edge_until"):
+    # vol_after: the edge leaves with a regime change; the past is still the same
+    wild = generate_bars(*args, 1.0, CFG, market, 15, edge_until="2022-05-31", vol_after=2.0)["ES"]
+    pd.testing.assert_frame_equal(full[before], wild[before])
+
+    def daily_vol(frame, rows):
+        close = frame.loc[rows].set_index("datetime")["Close"].resample("1D").last().dropna()
+        return np.log(close).diff().std()
+
+    after = full["datetime"] >= pd.Timestamp("2022-06-01")
+    assert daily_vol(wild, after) > 1.6 * daily_vol(cut, after)
+    with pytest.raises(ValueError, match="need edge_until"):
+        generate_bars(*args, 1.0, CFG, market, 15, vol_after=2.0)
+    with pytest.raises(ValueError, match="edge_fade_days and vol_after need edge_until"):
         generate_bars(*args, 1.0, CFG, market, 15, edge_fade_days=5)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         generate_bars(*args, 1.0, CFG, market, 15, edge_until="31/05/2022")

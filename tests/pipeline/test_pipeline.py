@@ -21,7 +21,7 @@ from rooney_core.model.gates import GATES
 from rooney_core.model.promotion import gate_status
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.definitions import defs
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import DiscordResource, RooneyResource
 
 BARS = ["raw_bars", "hourly_bars", "daily_bars"]
 
@@ -52,7 +52,8 @@ def run(selection, partition: str, data_dir: Path, lake_dir: Path, run_config=No
         _assets(),
         selection=selection,
         partition_key=partition,
-        resources={"rooney": RooneyResource(data_dir=str(data_dir), lake_dir=str(lake_dir))},
+        resources={"rooney": RooneyResource(data_dir=str(data_dir), lake_dir=str(lake_dir)),
+                   "discord": DiscordResource()},
         run_config=run_config,
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -230,7 +231,7 @@ def _config_with(tmp_path, reference_line: str) -> Path:
 def _run_reconciliation(cfg_dir: Path, dirs: dict):
     return dg.materialize(
         ASSETS, selection=["trade_reconciliation"], partition_key="ES",
-        resources={"rooney": RooneyResource(config_dir=str(cfg_dir), **dirs)},
+        resources={"rooney": RooneyResource(config_dir=str(cfg_dir), **dirs), "discord": DiscordResource()},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
     )
 
@@ -245,7 +246,7 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
     store_dir = tmp_path / "models"
     res = RooneyResource(data_dir=str(main), lake_dir=str(lake_dir), model_store=str(store_dir))
     inst = dg.DagsterInstance.ephemeral()
-    r = dg.materialize(ASSETS, selection=["candidate_trades"], partition_key="ES", resources={"rooney": res},
+    r = dg.materialize(ASSETS, selection=["candidate_trades"], partition_key="ES", resources={"rooney": res, "discord": DiscordResource()},
                        instance=inst)
     assert r.success
     # 8 months of data: a tiny training config (holdout 2 months, 2 folds)
@@ -263,14 +264,18 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
         "  class_weight: [null]\n")
     res = RooneyResource(config_dir=str(cfg_dir), data_dir=str(main), lake_dir=str(lake_dir),
                          model_store=str(store_dir))
+    alerts = tmp_path / "alerts"
+    resources = {"rooney": res, "discord": DiscordResource(alerts_dir=str(alerts))}  # no webhook: journal only
     names = []
     for _ in range(2):
-        r = dg.materialize(ASSETS, selection=["veto_model"], partition_key="ES", resources={"rooney": res},
-                           instance=inst, run_config=run_config(veto_model={"profile": "tiny"}))
-        assert r.success
+        r = dg.materialize(ASSETS, selection=["veto_model"], partition_key="ES", resources=resources,
+                           instance=inst, run_config=run_config(veto_model={"profile": "tiny"}),
+                           raise_on_error=False)
         [mat] = [e.materialization for e in r.get_asset_materialization_events()]
         names.append(mat.metadata["version"].value)
         checks = {e.check_name: e for e in r.get_asset_check_evaluations()}
+        # a failed gate is a blocking check: the run fails there, and the decision is logged and alerted
+        assert r.success == all(c.passed for c in checks.values())
         assert set(checks) == set(GATES)  # the six gates, each a blocking check of the version
         assert checks["live_parity"].passed, checks["live_parity"].description
         assert checks["backtest_reproduction"].passed, checks["backtest_reproduction"].description
@@ -279,19 +284,30 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
     assert names == ["ES_v1", "ES_v2"]
     store = ModelStore(store_dir)
     assert (store.version_dir("ES_v2") / "report.html").read_text().startswith("<!doctype html>")
-    r = dg.materialize(ASSETS, selection=["promoted_manifest"], resources={"rooney": res}, instance=inst)
+    r = dg.materialize(ASSETS, selection=["promoted_manifest"], partition_key="ES", resources=resources,
+                       instance=inst)
     assert r.success
     passing = [v["version"] for v in store.list_versions("ES") if gate_status(store, v["version"])[0]]
+    from rooney_core.model.promotion import decisions
+    from rooney_core.monitoring.alerts import recent_alerts
+
+    logged = decisions(store, "ES")
+    failed = [n for n in names if n not in passing]
+    assert [d["version"] for d in logged if d["gates_passed"] is False] == failed
+    assert logged[-1]["decision"] == (f"{passing[-1]} staged on paper for 10 sessions" if passing
+                                      else "kept (no version passed its gates)")
+    said = [a["summary"] for a in recent_alerts(alerts, limit=None) if a["kind"] == "retrain"]
+    assert len(said) == len(failed) + bool(passing)  # one alert per outcome that changed or blocked something
     # a passing version enters the paper stage first (validation.yml paper.sessions), never production
     assert store.production("ES") is None
     assert (store.paper_entry("ES") or {}).get("version") == (passing[-1] if passing else None)
     # the sensor asks for a paper_stage run of each instrument with a version in the paper stage
     from rooney_pipeline.jobs import paper_stage_sensor
 
-    ctx = dg.build_sensor_context(instance=inst, resources={"rooney": res})
+    ctx = dg.build_sensor_context(instance=inst, resources={"rooney": res, "discord": DiscordResource()})
     assert list(paper_stage_sensor(ctx)) == [] if not passing else True
     staged = passing[-1] if passing else store.stage_paper("ES_v2", by="test", reason="sensor", sessions=1)["version"]
-    [req] = list(paper_stage_sensor(dg.build_sensor_context(instance=inst, resources={"rooney": res})))
+    [req] = list(paper_stage_sensor(dg.build_sensor_context(instance=inst, resources={"rooney": res, "discord": DiscordResource()})))
     assert req.partition_key == "ES" and staged in req.run_key
     assert {v["version"] for v in store.list_versions("ES")} == {"ES_v1", "ES_v2"}  # the rest are kept
 
@@ -301,7 +317,7 @@ def test_paper_trading_tracks_the_backtest(sample_dirs, tmp_path):
     model deployed: unfiltered) and reports a tracking error of zero trades and zero dollars."""
     main, _ = sample_dirs
     res = RooneyResource(data_dir=str(main), lake_dir=str(tmp_path / "lake"), model_store=str(tmp_path / "m"))
-    r = dg.materialize(ASSETS, selection=["paper_trading"], partition_key="ES", resources={"rooney": res},
+    r = dg.materialize(ASSETS, selection=["paper_trading"], partition_key="ES", resources={"rooney": res, "discord": DiscordResource()},
                        instance=dg.DagsterInstance.ephemeral())
     assert r.success
     [mat] = [e.materialization for e in r.get_asset_materialization_events()]

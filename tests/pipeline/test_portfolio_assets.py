@@ -17,7 +17,7 @@ from rooney_core.model import ModelStore
 from rooney_core.portfolio import deploy
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.cli import cli
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import DiscordResource, RooneyResource
 
 SYMBOLS = ["ES", "NQ"]
 
@@ -44,11 +44,11 @@ def pipeline(tmp_path_factory):
     inst = dg.DagsterInstance.ephemeral()
     for sym in SYMBOLS:
         r = dg.materialize(ASSETS, selection=["raw_bars", "hourly_bars", "daily_bars"], partition_key=sym,
-                           resources={"rooney": res}, instance=inst)
+                           resources={"rooney": res, "discord": DiscordResource()}, instance=inst)
         assert r.success
     for sym in SYMBOLS:
         r = dg.materialize(ASSETS, selection=["features", "candidate_trades"], partition_key=sym,
-                           resources={"rooney": res}, instance=inst)
+                           resources={"rooney": res, "discord": DiscordResource()}, instance=inst)
         assert r.success
     return res, inst, cfg_dir, root
 
@@ -58,7 +58,7 @@ def test_portfolio_assets_store_a_version_report_it_and_replay_it_live(pipeline)
     assert load_config(cfg_dir).symbols == SYMBOLS
     store = ModelStore(root / "models")
     run_cfg = {"ops": {"portfolio_config": {"config": {"trials": 4, "n_jobs": 2}}}}
-    r = dg.materialize(ASSETS, selection=["portfolio_config"], resources={"rooney": res}, instance=inst,
+    r = dg.materialize(ASSETS, selection=["portfolio_config"], resources={"rooney": res, "discord": DiscordResource()}, instance=inst,
                        run_config=run_cfg)
     assert r.success
     [mat] = [e.materialization for e in r.get_asset_materialization_events()]
@@ -90,7 +90,7 @@ def test_portfolio_assets_store_a_version_report_it_and_replay_it_live(pipeline)
     shown = runner.invoke(cli, [*args, "show"], obj={})
     assert shown.exit_code == 0 and "portfolio_v1 (production)" in shown.output and "rules:" in shown.output
 
-    r = dg.materialize(ASSETS, selection=["portfolio_backtest"], resources={"rooney": res}, instance=inst,
+    r = dg.materialize(ASSETS, selection=["portfolio_backtest"], resources={"rooney": res, "discord": DiscordResource()}, instance=inst,
                        run_config={"ops": {"portfolio_backtest": {"config": {"parity_months": 1}}}})
     assert r.success
     [parity] = r.get_asset_check_evaluations()
@@ -99,7 +99,7 @@ def test_portfolio_assets_store_a_version_report_it_and_replay_it_live(pipeline)
     assert mat.metadata["version"].value == "portfolio_v1"
     assert Path(mat.metadata["report"].value).is_file()
 
-    r = dg.materialize(ASSETS, selection=["portfolio_config"], resources={"rooney": res}, instance=inst,
+    r = dg.materialize(ASSETS, selection=["portfolio_config"], resources={"rooney": res, "discord": DiscordResource()}, instance=inst,
                        run_config={"ops": {"portfolio_config": {"config": {"trials": 3, "n_jobs": 1,
                                                                            "promote": False}}}})
     assert r.success and store.portfolio_versions() == ["portfolio_v1", "portfolio_v2"]

@@ -17,7 +17,7 @@ from rooney_core.config import REPO_ROOT, load_config
 from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.model import ModelStore
 from rooney_pipeline.assets import ASSETS
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import DiscordResource, RooneyResource
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,10 @@ def prepared(tmp_path_factory):
     inst = dg.DagsterInstance.ephemeral()
     for sym in ("NQ", "ES"):
         r = dg.materialize(ASSETS, selection=["raw_bars", "hourly_bars", "daily_bars"], partition_key=sym,
-                           resources={"rooney": res}, instance=inst)
+                           resources={"rooney": res, "discord": DiscordResource()}, instance=inst)
         assert r.success
     r = dg.materialize(ASSETS, selection=["features", "candidate_trades"], partition_key="ES",
-                       resources={"rooney": res}, instance=inst)
+                       resources={"rooney": res, "discord": DiscordResource()}, instance=inst)
     assert r.success
     return root, data, lake
 
