@@ -624,8 +624,11 @@ def dashboard(ctx, state_dir: Path | None, port: int, host: str) -> None:
 
 def _add_live_commands() -> None:
     from rooney_core.live.cli import live, parity
+    from rooney_core.monitoring.cli import health, monitor
     from rooney_core.portfolio.cli import portfolio
 
+    cli.add_command(health)
+    cli.add_command(monitor)
     cli.add_command(live)
     cli.add_command(parity)
     cli.add_command(portfolio)

@@ -11,7 +11,8 @@ honest unattended.
 * ``performance_retrain_sensor``: accuracy or P&L down at least 10% against the backtest;
   ``drift_retrain_sensor``: feature drift or a regime change past its threshold. Each keeps a
   cursor per instrument (model version, last bar judged, when it asked) so a model is sent to
-  retrain once, and again only after ``cooldown_days`` if it is still the one in production.
+  retrain once, and again only after ``cooldown_days`` if it is still the one in production;
+  a retrain run of the instrument already made by another trigger within that time covers it.
 * ``new_data_sensor``: a raw file newer than the lake's bars materialises that instrument's
   partition downstream: its bars first (``bars_job``), then, once its bars and its pair's are
   current, the features, labels and monitoring of it and of the instruments paired with it
@@ -137,8 +138,15 @@ def retrain_requests(context: dg.SensorEvaluationContext, rooney: RooneyResource
             # or runs; ask again only after the cooldown
             said.append(f"{sym}: firing, retrain of {report.version} already requested {asked}")
             continue
-        stamp = str(report.as_of or now.isoformat(timespec="minutes")).replace(" ", "T")
         text = "; ".join(reasons)
+        recent = _recent_retrain(context.instance, sym, now - timedelta(days=policy.cooldown_days))
+        if recent is not None:  # another trigger already sent this instrument to retrain
+            cursor[sym] = {"version": report.version, "as_of": str(report.as_of), "reasons": text[:500],
+                           "requested_at": now.isoformat(timespec="seconds"), "covered_by": recent.run_id}
+            said.append(f"{sym}: firing; retrain run {recent.run_id[:8]} "
+                        f"({recent.tags.get(TRIGGER_TAG, 'manual')}) already covers it")
+            continue
+        stamp = str(report.as_of or now.isoformat(timespec="minutes")).replace(" ", "T")
         requests.append(dg.RunRequest(
             run_key=f"{sym}-{report.version}-{name}-{stamp}", partition_key=sym,
             run_config=retrain_run_config(policy), tags={TRIGGER_TAG: name, REASONS_TAG: text[:1000]}))
@@ -150,6 +158,16 @@ def retrain_requests(context: dg.SensorEvaluationContext, rooney: RooneyResource
         said.append(f"{sym}: retrain requested")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True),
                            skip_reason=None if requests else "; ".join(said) or "no instrument")
+
+
+def _recent_retrain(instance: dg.DagsterInstance | None, symbol: str, since: datetime):
+    """The latest retrain_job run of ``symbol`` created since ``since`` (any trigger), or None."""
+    if instance is None:
+        return None
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=retrain_job.name, tags={"dagster/partition": symbol}, created_after=since),
+        limit=1)
+    return records[0].dagster_run if records else None
 
 
 @dg.sensor(

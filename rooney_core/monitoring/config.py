@@ -27,7 +27,7 @@ class PerformanceLimits(Strict):
     window_days: int = Field(default=90, ge=1)  # calendar days of live results the retrain trigger reads
     min_trades: int = Field(default=20, ge=1)  # fewer exits in the window: no verdict
     max_drop: float = Field(default=0.10, gt=0, le=1)  # down this share of the expectation: retrain
-    confidence: float = Field(default=0.95, ge=0, lt=1)  # ... and its upper confidence bound below it too (0: off)
+    confidence: float = Field(default=0.99, ge=0, lt=1)  # ... and its upper confidence bound below it too (0: off)
     rolling_signals: int = Field(default=50, ge=2)  # rolling accuracy, precision, Brier over N resolved signals
     calibration_bins: int = Field(default=10, ge=2, le=50)
 
@@ -85,7 +85,8 @@ class HealthLimits(Strict):
     max_model_age_days: int = Field(default=240, ge=1)  # since the model was trained
     live_window_days: int = Field(default=60, ge=1)
     min_live_trades: int = Field(default=20, ge=1)  # fewer exits: the live floor is not judged
-    min_live_sharpe: float = -1.0  # annualised, daily P&L of the live trades in the window
+    min_live_sharpe: float = -1.0  # annualised, daily P&L of the live trades in the window ...
+    live_confidence: float = Field(default=0.80, ge=0, lt=1)  # ... below it with this confidence (0: the bare floor)
 
 
 class MonitoringLimits(Strict):

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import pandas as pd
@@ -35,7 +36,7 @@ from rooney_core.errors import RooneyError
 from rooney_core.io import write_text_atomic
 from rooney_core.monitoring.config import HealthLimits
 from rooney_core.monitoring.drift import ood_rate
-from rooney_core.monitoring.performance import live_daily_pnl
+from rooney_core.monitoring.performance import live_daily_pnl, sharpe_standard_error
 
 HEALTH_FILE = "health.json"
 HEALTH_LOG = "health.log"
@@ -75,11 +76,14 @@ def _finite(x: float | None) -> float | None:
 
 def health_decision(symbol: str, *, limits: HealthLimits, nan_rates: Mapping[str, float] | None = None,
                     ood_rate: float | None = None, model_age_days: float | None = None,
-                    live_sharpe: float | None = None, live_trades: int = 0) -> HealthDecision:
+                    live_sharpe: float | None = None, live_trades: int = 0, live_days: int = 0) -> HealthDecision:
     """Trip when the NaN rate of any model feature passes ``max_nan_rate``, the
     out-of-distribution rate passes ``max_ood_rate``, the model is older than
     ``max_model_age_days``, or, from ``min_live_trades`` exits on, the live Sharpe is below
-    ``min_live_sharpe``. A figure that was not measured (None) is not judged."""
+    ``min_live_sharpe`` with ``live_confidence`` (its upper confidence bound over ``live_days``
+    daily returns is below the floor: 60 days of an edge-bearing strategy's Sharpe ratio
+    scatter by about 2, so a bare floor would trip on bad luck). A figure that was not
+    measured (None) is not judged."""
     checks: list[HealthCheck] = []
     rates = {k: v for k, v in (nan_rates or {}).items() if v == v}
     if rates:
@@ -103,8 +107,14 @@ def health_decision(symbol: str, *, limits: HealthLimits, nan_rates: Mapping[str
         checks.append(HealthCheck("live_sharpe", s, limits.min_live_sharpe, None,
                                   f"{live_trades} live exits, fewer than {limits.min_live_trades}: not judged"))
     else:
-        checks.append(HealthCheck("live_sharpe", s, limits.min_live_sharpe, s >= limits.min_live_sharpe,
-                                  f"live Sharpe {s:.2f} over {live_trades} exits (floor {limits.min_live_sharpe})"))
+        bound, how = s, ""
+        if limits.live_confidence > 0 and live_days >= 2:
+            z = NormalDist().inv_cdf(limits.live_confidence)
+            bound = s + z * sharpe_standard_error(s, live_days)
+            how = f", {limits.live_confidence:.0%} upper bound {bound:.2f}"
+        checks.append(HealthCheck("live_sharpe", s, limits.min_live_sharpe, bound >= limits.min_live_sharpe,
+                                  f"live Sharpe {s:.2f} over {live_trades} exits{how} (floor "
+                                  f"{limits.min_live_sharpe})"))
     reasons = [c.detail for c in checks if c.passed is False]
     return HealthDecision(symbol, bool(reasons), reasons, checks)
 
@@ -132,14 +142,16 @@ def assess(symbol: str, rows: pd.DataFrame, live_features: pd.DataFrame, model_f
     ood = ood_rate(reference, cols, model_features, limits.ood_tail) if reference is not None and len(cols) else None
     exits = rows[rows["resolved"]]
     end_ts = pd.Timestamp(end) if end is not None else (exits["exit_time"].max() if len(exits) else None)
-    live, n = None, 0
+    live, n, days = None, 0, 0
     if end_ts is not None:
         start = end_ts - pd.Timedelta(days=limits.live_window_days)
         trades = exits[(exits["exit_time"] > start) & (exits["exit_time"] <= end_ts)]
         n = len(trades)
-        live = sharpe(live_daily_pnl(trades, start, end_ts)) if n else None
+        daily = live_daily_pnl(trades, start, end_ts)
+        live, days = (sharpe(daily) if n else None), len(daily)
     return health_decision(symbol, limits=limits, nan_rates=nan_rates, ood_rate=ood,
-                           model_age_days=model_age_days(trained_at, now), live_sharpe=live, live_trades=n)
+                           model_age_days=model_age_days(trained_at, now), live_sharpe=live, live_trades=n,
+                           live_days=days)
 
 
 # --- the switch's state --------------------------------------------------------------------

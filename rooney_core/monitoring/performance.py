@@ -305,45 +305,58 @@ def live_daily_pnl(trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp)
     return pnl.reindex(days.union(pnl.index), fill_value=0.0).sort_index()
 
 
-def _wilson_upper(p: float, n: int, z: float) -> float:
-    if n <= 0 or p != p:
+def sharpe_standard_error(sr_annual: float, days: int) -> float:
+    """Standard error of an annualised Sharpe ratio measured over ``days`` daily returns
+    (Lo 2002: sqrt((1 + SR_d^2 / 2) / n) per day)."""
+    if days < 2 or sr_annual != sr_annual:
         return float("nan")
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre + spread) / (1 + z * z / n)
+    sr_d = sr_annual / math.sqrt(TRADING_DAYS)
+    return math.sqrt((1 + sr_d * sr_d / 2) / days) * math.sqrt(TRADING_DAYS)
 
 
-def upper_bounds(daily: pd.Series, pnl: np.ndarray, accuracy: tuple[float, int] | None, z: float) -> dict[str, float]:
-    """One-sided upper confidence bounds of the live figures (``z`` standard errors): the
-    annualised Sharpe (standard error of a Sharpe ratio, Lo 2002: sqrt((1 + SR^2 / 2) / n)
-    per day), the mean trade (t-like: mean + z * sd / sqrt(n)), the win rate and the
-    accuracy (Wilson)."""
-    out = {"sharpe": float("nan"), "pnl_per_trade": float("nan"), "win_rate": float("nan")}
-    x = np.asarray(daily, dtype=float)
-    if len(x) >= 2 and np.std(x, ddof=1) > 0:
-        sr_d = np.mean(x) / np.std(x, ddof=1)
-        out["sharpe"] = float((sr_d + z * math.sqrt((1 + sr_d * sr_d / 2) / len(x))) * math.sqrt(TRADING_DAYS))
-    if len(pnl) >= 2:
-        out["pnl_per_trade"] = float(pnl.mean() + z * pnl.std(ddof=1) / math.sqrt(len(pnl)))
-    if len(pnl):
-        out["win_rate"] = _wilson_upper(float((pnl > 0).mean()), len(pnl), z)
-    if accuracy is not None:
-        out["accuracy"] = _wilson_upper(accuracy[0], accuracy[1], z)
-    return out
+def _rate_se(p: float | None, n: int | None) -> float:
+    if p is None or p != p or not n:
+        return float("nan")
+    return math.sqrt(max(p * (1 - p), 1.0 / n) / n)
+
+
+def standard_errors(live: Mapping[str, float], expected: Mapping[str, float | None], daily: pd.Series,
+                    pnl: np.ndarray, accuracy_n: int, metrics: Mapping,
+                    holdout: pd.DataFrame | None) -> dict[str, tuple[float, float]]:
+    """Per figure, (standard error of the live figure, of the expectation). The holdout's
+    sample sizes come from the bundle's metrics (``selected.days`` and ``selected.trades``)
+    and holdout.parquet; an expectation whose sample size is not recorded counts as exact
+    (0). The holdout's trade-P&L spread is not recorded: the live trades' stands in."""
+    days = metric(metrics, ("selected", "days"))
+    trades = metric(metrics, ("selected", "trades"))
+    sd = float(pnl.std(ddof=1)) if len(pnl) >= 2 else float("nan")
+    n_hold = int(holdout["probability"].notna().sum()) if holdout is not None and "probability" in holdout else None
+    out = {
+        "sharpe": (sharpe_standard_error(live["sharpe"], len(daily)), sharpe_standard_error(expected.get("sharpe") or float("nan"),
+                                                                      int(days or 0))),
+        "pnl_per_trade": (sd / math.sqrt(len(pnl)) if len(pnl) >= 2 else float("nan"),
+                          sd / math.sqrt(trades) if trades else 0.0),
+        "win_rate": (_rate_se(live["win_rate"], len(pnl)), _rate_se(expected.get("win_rate"), int(trades or 0))),
+    }
+    if "accuracy" in live:
+        out["accuracy"] = (_rate_se(live["accuracy"], accuracy_n), _rate_se(expected.get("accuracy"), n_hold))
+    return {k: (a, 0.0 if b != b else b) for k, (a, b) in out.items()}
 
 
 def performance_drop(scored: pd.DataFrame, metrics: Mapping, window: int | str | pd.Timedelta = 90, *,
                      end: pd.Timestamp | str | None = None, max_drop: float = 0.10, min_trades: int = 20,
-                     holdout: pd.DataFrame | None = None, confidence: float = 0.95) -> PerformanceDrop:
+                     holdout: pd.DataFrame | None = None, confidence: float = 0.99) -> PerformanceDrop:
     """The retrain trigger for one instrument's model: over the ``window`` (days, or a
     pandas offset such as "90D") ending at ``end`` (default: the last exit), the live Sharpe,
     P&L per trade and win rate of the taken trades against the veto-on holdout backtest
     (``metrics["selected"]``), and accuracy against the holdout's (when outcomes and a
     holdout are there). Triggered when, with at least ``min_trades`` exits, any of them is
-    down by ``max_drop`` of the expectation or more, and, with ``confidence`` > 0, its
-    one-sided upper confidence bound is below ``(1 - max_drop)`` of the expectation too: a
-    window of a market that has not changed is not read as a drop (90 days of trades give a
-    Sharpe ratio with a standard error near 2). ``scored``: ``outcomes`` rows."""
+    down by ``max_drop`` of the expectation or more, and, with ``confidence`` > 0, significantly
+    so: live - (1 - max_drop) * expected is below zero at that one-sided confidence, counting
+    the standard errors of both (``standard_errors``). A window of a market that has not
+    changed is then not read as a drop: 90 days of trades give a Sharpe ratio with a standard
+    error near 2, and a half-year holdout's Sharpe is itself uncertain by about 1.4.
+    ``scored``: ``outcomes`` rows."""
     exits = scored[scored["resolved"]].copy()
     end_ts = pd.Timestamp(end) if end is not None else (exits["exit_time"].max() if len(exits)
                                                          else scored["bar_time"].max())
@@ -360,19 +373,21 @@ def performance_drop(scored: pd.DataFrame, metrics: Mapping, window: int | str |
                 "pnl_per_trade": (metric(metrics, ("selected", "avg_trade")), "holdout backtest (selected.avg_trade)"),
                 "win_rate": (metric(metrics, ("selected", "win_rate")), "holdout backtest (selected.win_rate)")}
     in_window = scored[(scored["bar_time"] > start_ts) & (scored["bar_time"] <= end_ts)]
-    acc = None
+    acc_n = 0
     if in_window["win_source"].eq("counterfactual").any():
         live["accuracy"] = classification(in_window["probability"].to_numpy(float),
                                           in_window["win"].to_numpy(float),
                                           in_window["threshold"].to_numpy(float))["accuracy"]
         expected["accuracy"] = promised_figures(metrics, holdout)["accuracy"]
-        acc = (live["accuracy"], int((in_window["win"].notna() & in_window["probability"].notna()).sum()))
+        acc_n = int((in_window["win"].notna() & in_window["probability"].notna()).sum())
     z = NormalDist().inv_cdf(confidence) if confidence > 0 else 0.0
-    upper = upper_bounds(daily, pnl, acc, z) if confidence > 0 else {}
+    ses = standard_errors(live, {k: v[0] for k, v in expected.items()}, daily, pnl, acc_n, metrics, holdout)
     rows, reasons = [], []
     for name, (want, source) in expected.items():
         got = live[name]
-        bound = upper.get(name, float("nan"))
+        se_live, se_exp = ses.get(name, (float("nan"), 0.0))
+        # the live figure's upper bound, widened by the expectation's own uncertainty
+        bound = got + z * math.sqrt(se_live**2 + ((1 - max_drop) * se_exp) ** 2) if confidence > 0 else float("nan")
         change, note = float("nan"), ""
         if want is None:
             note = source if source == NOT_RECORDED else f"{source}: {NOT_RECORDED}"

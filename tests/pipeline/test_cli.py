@@ -132,3 +132,34 @@ def test_dg_check_defs_passes():
                           capture_output=True, text=True, env={**os.environ, "DAGSTER_HOME": ""})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr
+
+
+def test_health_trip_status_and_the_audited_restore(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROONEY_MODEL_STORE", str(tmp_path / "models"))
+    run = CliRunner()
+    res = run.invoke(cli, ["health", "trip", "ES", "--reason", "feed looks wrong"], obj={})
+    assert res.exit_code == 0 and "ES: PAPER since" in res.output, res.output
+    res = run.invoke(cli, ["health", "status"], obj={})
+    assert "ES   PAPER" in res.output and "feed looks wrong" in res.output and "NQ   LIVE" in res.output
+    res = run.invoke(cli, ["health", "restore", "ES", "--reason", "checked"], obj={})
+    assert res.exit_code != 0 and "--by" in res.output  # who restores it is required
+    res = run.invoke(cli, ["health", "restore", "ES", "--by", "jane", "--reason", "feed checked with the vendor"],
+                     obj={})
+    assert res.exit_code == 0 and "LIVE again" in res.output, res.output
+    res = run.invoke(cli, ["health", "restore", "ES", "--by", "jane", "--reason", "again"], obj={})
+    assert res.exit_code == 1 and "not switched to paper" in res.output
+    res = run.invoke(cli, ["health", "status", "--json"], obj={})
+    import json
+
+    audit = json.loads(res.output)["audit"]
+    assert [(a["event"], a["by"]) for a in audit] == [("trip", audit[0]["by"]), ("restore", "jane")]
+
+
+def test_monitor_says_what_it_could_not_judge(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROONEY_MODEL_STORE", str(tmp_path / "models"))
+    res = CliRunner().invoke(cli, ["monitor", "--symbol", "ES", "--state-dir", str(tmp_path / "live")], obj={})
+    assert res.exit_code == 0, res.output  # nothing active: nothing to judge is not an alarm
+    assert "ES: model none" in res.output and "no verdict" not in res.output.split("\n")[0]
+    assert res.output.count("no production") + res.output.count("no model") >= 1
+    res = CliRunner().invoke(cli, ["monitor", "--symbol", "XX"], obj={})
+    assert res.exit_code != 0 and "XX" in res.output
