@@ -136,7 +136,7 @@ def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource,
     changed = row["action"].startswith(("promoted", f"{newest} staged")) if newest else False
     record_decision(store, symbol, newest, row["action"], passed=True if changed else None, by=by, trigger=trigger,
                     run_id=context.run.run_id)
-    if changed or trigger:
+    if trigger:  # an automated retrain's outcome (a promotion by hand is alerted by promotion_alert)
         discord.send(Alert(AlertKind.RETRAIN, f"{row['action']}; production {row['production']} (was {before or 'none'})",
                            instrument=symbol, run_url=discord.run_url(context.run.run_id),
                            details={"trigger": trigger or "manual", "newest version": newest}))

@@ -129,3 +129,22 @@ def test_the_daemon_runs_the_schedules_and_sensors_switched_on_in_the_ui(tmp_pat
         assert (lake / "hourly" / "ES.parquet").is_file()
     finally:
         dev.stop()
+
+
+def test_the_retrain_schedule_asks_for_every_instrument_with_the_configured_training(tmp_path):
+    """Evaluated with Dagster's schedule test utilities: one retrain_job run per instrument,
+    keyed by the scheduled date (a second evaluation of the same tick asks nothing new)."""
+    from datetime import datetime
+
+    import dagster as dg
+
+    from rooney_pipeline.resources import RooneyResource
+    from rooney_pipeline.retraining import REASONS_TAG, retrain_schedule
+
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2027, 1, 1, 2, 0),
+                                    resources={"rooney": RooneyResource()})
+    requests = retrain_schedule(ctx)
+    assert [r.partition_key for r in requests] == CFG.symbols
+    assert {r.run_key for r in requests} == {f"{s}-scheduled-2027-01-01" for s in CFG.symbols}
+    assert all(r.tags["rooney/trigger"] == "schedule" and r.tags[REASONS_TAG] for r in requests)
+    assert all(r.run_config == {} for r in requests)  # automation.profile and trials: none by default

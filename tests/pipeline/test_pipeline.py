@@ -297,7 +297,8 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
     assert logged[-1]["decision"] == (f"{passing[-1]} staged on paper for 10 sessions" if passing
                                       else "kept (no version passed its gates)")
     said = [a["summary"] for a in recent_alerts(alerts, limit=None) if a["kind"] == "retrain"]
-    assert len(said) == len(failed) + bool(passing)  # one alert per outcome that changed or blocked something
+    # a version that failed its gates is always said; a promotion by hand is the promotion_alert sensor's
+    assert len(said) == len(failed) and all("failed its gates" in x for x in said)
     # a passing version enters the paper stage first (validation.yml paper.sessions), never production
     assert store.production("ES") is None
     assert (store.paper_entry("ES") or {}).get("version") == (passing[-1] if passing else None)
