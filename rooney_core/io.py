@@ -162,27 +162,37 @@ def jsonable(obj):
     return obj
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    """Append one JSON line durably (O_APPEND, fsync). A line torn by a kill is left alone:
-    the next record starts on a line of its own, and ``read_jsonl`` skips the torn one."""
+def write_line(fd: int, line: bytes) -> None:
+    """Append ``line`` to the file open as ``fd`` (O_APPEND) durably. A writer killed mid-line
+    would glue the next record onto its fragment, so a line always starts after a newline."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        line = b"\n" + line
+    os.write(fd, line)
+    os.fsync(fd)
+
+
+def append_jsonl(path: Path, record: dict, *, fd: int | None = None, ensure_ascii: bool = True) -> None:
+    """Append one JSON object as a line, durably (``write_line``); to ``fd`` when the caller
+    already holds the file open (e.g. under its lock), else to ``path`` opened for append
+    (the umask applies). ``read_jsonl`` skips a line torn by a kill."""
     import json
 
-    line = json.dumps(jsonable(record), sort_keys=True, default=str).encode() + b"\n"
+    line = json.dumps(jsonable(record), sort_keys=True, default=str, ensure_ascii=ensure_ascii).encode("utf-8")
+    if fd is not None:
+        write_line(fd, line + b"\n")
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    own = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        os.write(fd, line)
-        os.fsync(fd)
+        write_line(own, line + b"\n")
     finally:
-        os.close(fd)
+        os.close(own)
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Every JSON object line of ``path``, in order (missing file: none; torn lines skipped)."""
+    """Every JSON object line of ``path``, oldest first (missing file: none; torn lines skipped)."""
     import json
 
     try:

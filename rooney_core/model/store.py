@@ -52,10 +52,12 @@ from typing import Any
 
 from rooney_core.errors import RooneyError
 from rooney_core.io import (
+    append_jsonl,
     fsync_path,
     host_tag,
     make_temp_dir,
     pid_alive,
+    read_jsonl,
     write_file_synced,
     write_text_atomic,
 )
@@ -114,38 +116,6 @@ def _read_regular_file(path: Path) -> bytes:
         os.close(fd)
 
 
-def _append_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line durably. A writer killed mid-line would glue the next record onto
-    its fragment, so a line always starts after a newline."""
-    line = json.dumps(record, sort_keys=True).encode() + b"\n"
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a line log, oldest first; a line torn by a kill is skipped."""
-    try:
-        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
 class ModelStore:
     """Immutable model versions ``<SYMBOL>_v<N>`` and the manifest naming production ones."""
 
@@ -196,7 +166,7 @@ class ModelStore:
             self.gates_dir.mkdir(exist_ok=True)
             path = self.gates_dir / f"{name}.json"
             write_text_atomic(text, path)
-            _append_line(self.gates_log_path, {"version": name, "sha256": hashlib.sha256(data).hexdigest(),
+            append_jsonl(self.gates_log_path, {"version": name, "sha256": hashlib.sha256(data).hexdigest(),
                                                "passed": bool(passed), "at": _utc_now()})
         return path
 
@@ -205,7 +175,7 @@ class ModelStore:
         must have the sha256 gates.log recorded last for it (an edited report could let a
         failed model through): ModelIntegrityError otherwise."""
         self.version_dir(name)
-        lines = [r for r in _read_lines(self.gates_log_path) if r.get("version") == name]
+        lines = [r for r in read_jsonl(self.gates_log_path) if r.get("version") == name]
         path = self.gates_dir / f"{name}.json"
         if not lines:
             return None
@@ -262,7 +232,7 @@ class ModelStore:
                 fsync_path(tmp)
                 # The record comes first: a kill before the rename leaves a number that is
                 # never reused and no version; a version directory always has its record.
-                _append_line(self.records_path, record)
+                append_jsonl(self.records_path, record)
                 os.rename(tmp, self.versions_dir / name)
                 fsync_path(self.versions_dir)
             return name
@@ -601,7 +571,7 @@ class ModelStore:
                         + "\n").encode()
                 write_file_synced(tmp / PORTFOLIO_FILE, data)
                 fsync_path(tmp)
-                _append_line(self.portfolio_records_path,
+                append_jsonl(self.portfolio_records_path,
                              {"version": name, "sha256": hashlib.sha256(data).hexdigest(), "created_at": _utc_now(),
                               "models": config.get("models"),
                               "extra_files": {f: hashlib.sha256(d).hexdigest() for f, d in sorted(extra.items())}})
@@ -726,7 +696,7 @@ class ModelStore:
         entry["txn"] = txn
         production = entry if production is None else production
         now = entry["promoted_at"]
-        _append_line(self.audit_path, {"event": "intent", "txn": txn, "at": now, "action": entry["action"],
+        append_jsonl(self.audit_path, {"event": "intent", "txn": txn, "at": now, "action": entry["action"],
                                        "symbol": symbol, "version": entry["version"], "replaced": replaced,
                                        "sha256": entry["sha256"], "by": entry["promoted_by"],
                                        "reason": entry["reason"],
@@ -744,7 +714,7 @@ class ModelStore:
         elif paper is not _KEEP:
             man["paper"] = {**papers, symbol: {**paper, "txn": txn}}
         write_text_atomic(json.dumps(man, indent=2, sort_keys=True) + "\n", self.manifest_path)
-        _append_line(self.audit_path, {"event": "done", "txn": txn, "at": _utc_now()})
+        append_jsonl(self.audit_path, {"event": "done", "txn": txn, "at": _utc_now()})
 
     def _settle(self) -> list[Path]:
         """Caller holds the lock. Give every intent a killed writer left without an outcome
@@ -756,7 +726,7 @@ class ModelStore:
                 continue
             man = man or self.manifest()
             took = rec["txn"] in _txn(man, rec.get("symbol"))
-            _append_line(self.audit_path, {"event": "done" if took else "aborted", "txn": rec["txn"],
+            append_jsonl(self.audit_path, {"event": "done" if took else "aborted", "txn": rec["txn"],
                                            "at": _utc_now(), "settled": "after an interrupted write"})
         return removed
 
@@ -770,7 +740,7 @@ class ModelStore:
         """Intents with the outcome written for them; with ``resolve``, an intent without one
         counts as done if the manifest carries its transaction (the writer died after the
         switch), which a reader may conclude but only ``_settle`` writes down."""
-        records = _read_lines(self.audit_path)
+        records = read_jsonl(self.audit_path)
         outcome = {r["txn"]: r["event"] for r in records if r.get("event") in ("done", "aborted") and "txn" in r}
         manifest = None
         out = []
@@ -798,7 +768,7 @@ def _first_records(path: Path) -> dict[str, dict[str, Any]]:
     """The first line of each version in an append-only records file; a later line with
     another sha256 marks it ``conflicting`` (the log was edited)."""
     out: dict[str, dict[str, Any]] = {}
-    for rec in _read_lines(path):
+    for rec in read_jsonl(path):
         name = rec.get("version")
         if not isinstance(name, str):
             continue

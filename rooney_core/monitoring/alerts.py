@@ -44,7 +44,7 @@ from urllib import request as urlrequest
 from urllib.parse import urlsplit
 
 from rooney_core.errors import RooneyError
-from rooney_core.io import write_text_atomic
+from rooney_core.io import append_jsonl, read_jsonl, write_text_atomic
 from rooney_core.redact import REDACTED, redact_text
 
 log = logging.getLogger(__name__)
@@ -496,35 +496,17 @@ def _open_locked(path: Path) -> int:
 
 
 def _append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line atomically and durably: one write under an exclusive lock, started
-    on a fresh line even if a killed writer left half of one."""
+    """Append one JSON line atomically and durably: one write under an exclusive lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
     fd = _open_locked(path)
     try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        os.write(fd, line)
-        os.fsync(fd)
+        append_jsonl(path, dict(record), fd=fd, ensure_ascii=False)
     finally:
         os.close(fd)  # releases the lock
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # torn by a kill
-        if isinstance(rec, dict) and isinstance(rec.get("alert"), dict):
-            out.append(rec)
-    return out
+    return [rec for rec in read_jsonl(path) if isinstance(rec.get("alert"), dict)]
 
 
 class AlertSink:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from rooney_core.backtest.metrics import sharpe
 from rooney_core.errors import RooneyError
-from rooney_core.io import write_text_atomic
+from rooney_core.io import append_jsonl, read_jsonl, write_text_atomic
 from rooney_core.monitoring.config import HealthLimits
 from rooney_core.monitoring.drift import ood_rate
 from rooney_core.monitoring.performance import live_daily_pnl, sharpe_standard_error
@@ -203,16 +203,7 @@ class HealthState:
                       and e.get("mode") == PAPER)
 
     def _append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=True, default=str).encode() + b"\n"
-        fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line  # a line torn by a kill stays alone
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_jsonl(self.log_path, record)
 
     def _write(self, data: dict[str, Any]) -> None:
         write_text_atomic(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", self.path)
@@ -260,19 +251,7 @@ class HealthState:
 
     def audit_log(self) -> list[dict[str, Any]]:
         """Every trip and restore, oldest first (a line torn by a kill is skipped)."""
-        try:
-            lines = self.log_path.read_bytes().decode("utf-8", errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-        return out
+        return read_jsonl(self.log_path)
 
 
 def health_root(store_root: str | os.PathLike[str]) -> Path:
