@@ -18,7 +18,8 @@ os.environ["ROONEY_MODEL_STORE"] = tempfile.mkdtemp(prefix="rooney-test-models-"
 # ... nor its alert journal, nor a developer's Discord channel or live engine
 os.environ["ROONEY_ALERTS_DIR"] = tempfile.mkdtemp(prefix="rooney-test-alerts-")
 os.environ["ROONEY_LIVE_STATE_DIR"] = tempfile.mkdtemp(prefix="rooney-test-live-")
-for var in ("ROONEY_DATA_DIR", "ROONEY_LAKE_DIR", "ROONEY_EXECUTOR", "ROONEY_CONFIG_DIR", "ROONEY_DISCORD_WEBHOOK_URL"):
+for var in ("ROONEY_DATA_DIR", "ROONEY_LAKE_DIR", "ROONEY_EXECUTOR", "ROONEY_CONFIG_DIR", "ROONEY_DISCORD_WEBHOOK_URL",
+            "DAGSTER_PG_URL"):
     os.environ.pop(var, None)
 
 

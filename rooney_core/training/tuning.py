@@ -17,6 +17,7 @@ variance of that statistic).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,10 +185,33 @@ def make_objective(data: TradeSet, folds: list[Fold], tcfg: TrainingConfig) -> C
     return objective
 
 
+PG_URL_ENV = "DAGSTER_PG_URL"  # the production instance's database (dagster_home/postgres/dagster.yaml)
+OPTUNA_SCHEMA = "optuna"  # Optuna's tables, beside Dagster's: both use alembic_version, so not in one schema
+
+
+def postgres_study_storage(url: str, schema: str = OPTUNA_SCHEMA) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage in ``schema`` of the PostgreSQL database at ``url`` (created if
+    missing), so the studies live in the production instance's database without touching
+    Dagster's tables."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"options": f"-csearch_path={schema}"},
+                                                          "pool_pre_ping": True})
+
+
 def study_storage(tcfg: TrainingConfig, journal_path: Path) -> optuna.storages.BaseStorage | str:
-    """An RDB URL from config (a cluster), else a journal file several processes can share."""
+    """An RDB URL from config (a cluster), else the production instance's PostgreSQL
+    ($DAGSTER_PG_URL, schema "optuna"), else a journal file several processes can share."""
     if tcfg.storage:
         return tcfg.storage
+    if os.environ.get(PG_URL_ENV):
+        return postgres_study_storage(os.environ[PG_URL_ENV])
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 

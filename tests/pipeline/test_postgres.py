@@ -1,0 +1,167 @@
+"""The production instance on PostgreSQL (dagster_home/postgres/dagster.yaml with
+$DAGSTER_PG_URL): its schema is created from an empty database, several partition runs run
+at once under the daemon's queue, the daemon runs a schedule, and the Optuna studies live in
+the same database (schema "optuna") beside Dagster's tables.
+
+Each test gets a database of its own on the local server (127.0.0.1:5432, trust auth), dropped
+afterwards. Without a server the tests skip with the reason (a failure on CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rooney_core.config import DEFAULT_CONFIG_DIR, REPO_ROOT, load_config
+from rooney_core.data.sample import load_sample_market, write_sample_data
+
+pytestmark = pytest.mark.slow
+CFG = load_config()
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+BIN = Path(sys.executable).parent
+
+
+def _admin():
+    import psycopg2
+
+    conn = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=5)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture()
+def pg_url():
+    try:
+        admin = _admin()
+    except Exception as exc:  # noqa: BLE001 - any reason the server is not there
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
+    name = f"rooney_t_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{SERVER}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+def _tables(url: str, schema: str) -> set[str]:
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))
+        return {r[0] for r in cur.fetchall()}
+
+
+def _home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster_home" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def test_the_daemon_runs_partition_runs_at_once_and_a_schedule_on_postgres(pg_url, tmp_path, monkeypatch):
+    import dagster as dg
+
+    assert _tables(pg_url, "public") == set()  # an empty database
+    home, data = _home(tmp_path), tmp_path / "data"
+    symbols = ["ES", "NQ", "GC"]
+    write_sample_data(data, symbols, "2022-01-03", "2024-02-29", seed=3, edge=1.0, cfg=CFG,
+                      market=load_sample_market(CFG.config_dir), interval_minutes=15)
+    cfg_dir = tmp_path / "configs"  # the monitoring schedule every minute, so the test sees a tick
+    shutil.copytree(DEFAULT_CONFIG_DIR, cfg_dir)
+    mon = yaml.safe_load((cfg_dir / "monitoring.yml").read_text())
+    mon["automation"]["monitor_cron"] = "* * * * *"
+    (cfg_dir / "monitoring.yml").write_text(yaml.safe_dump(mon))
+    env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": pg_url, "ROONEY_DATA_DIR": str(data),
+           "ROONEY_LAKE_DIR": str(tmp_path / "lake"), "ROONEY_MODEL_STORE": str(tmp_path / "models"),
+           "ROONEY_CONFIG_DIR": str(cfg_dir), "ROONEY_ALERTS_DIR": str(tmp_path / "alerts"),
+           "ROONEY_LIVE_STATE_DIR": str(tmp_path / "live")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    full_env = {**os.environ, **env}
+    instance = dg.DagsterInstance.get()  # creates Dagster's schema in the empty database
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert {"runs", "event_logs", "jobs", "job_ticks"} <= _tables(pg_url, "public")
+
+    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 - closed in finally
+    daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=REPO_ROOT,
+                              env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # a backfill of three partitions: the daemon queues their runs together and starts them at once
+        # (max_concurrent_runs 4 in dagster_home/postgres/dagster.yaml)
+        done = subprocess.run([str(BIN / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "bars_job",
+                               "--partitions", ",".join(symbols), "--noprompt"], cwd=REPO_ROOT, env=full_env,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        done = subprocess.run([str(BIN / "dagster"), "schedule", "start", "monitoring_schedule", "-w", "workspace.yaml"],
+                              cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+        def records(**filters):
+            return instance.get_run_records(filters=dg.RunsFilter(**filters))
+
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline:
+            bars = records(job_name="bars_job")
+            scheduled = records(job_name="monitoring_job", tags={"dagster/schedule_name": "monitoring_schedule"})
+            scheduled_ok = [r for r in scheduled if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS]
+            # the schedule ticks every minute: wait for the first tick's runs, one per instrument
+            if all(r.dagster_run.is_finished for r in bars) and len(bars) == 3 and \
+                    {r.dagster_run.tags["dagster/partition"] for r in scheduled_ok} >= set(CFG.symbols):
+                break
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text(errors="replace")[-4000:]
+            time.sleep(3)
+        else:
+            raise AssertionError(f"runs not done: {[(r.dagster_run.job_name, r.dagster_run.status) for r in records()]}"
+                                 + (tmp_path / "daemon.log").read_text(errors="replace")[-4000:])
+        assert {r.dagster_run.status for r in bars} == {dg.DagsterRunStatus.SUCCESS}
+        assert not [r for r in scheduled if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
+        assert sorted(r.dagster_run.tags["dagster/partition"] for r in bars) == sorted(symbols)
+        # at once: the runs' windows overlap (each started before another had finished)
+        windows = sorted((r.start_time, r.end_time) for r in bars)
+        assert any(b[0] < a[1] for a, b in zip(windows, windows[1:])), windows
+        assert all((tmp_path / "lake" / "hourly" / f"{s}.parquet").is_file() for s in symbols)
+    finally:
+        os.killpg(daemon.pid, 15)
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, 9)
+        log.close()
+        instance.dispose()
+
+
+def test_optuna_studies_live_in_the_same_database_beside_dagster(pg_url, tmp_path, monkeypatch):
+    import dagster as dg
+    import optuna
+
+    from rooney_core.training.config import load_training_config
+    from rooney_core.training.tuning import OPTUNA_SCHEMA, study_storage
+
+    home = _home(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_PG_URL", pg_url)
+    instance = dg.DagsterInstance.get()
+    tcfg = load_training_config(CFG.config_dir, "ES")
+    assert tcfg.storage is None  # the default: the instance's database when $DAGSTER_PG_URL is set
+    storage = study_storage(tcfg, tmp_path / "unused.journal")
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    study = optuna.create_study(storage=storage, study_name="ES-test", direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    again = optuna.load_study(study_name="ES-test", storage=study_storage(tcfg, tmp_path / "unused.journal"))
+    assert len(again.trials) == 3 and not (tmp_path / "unused.journal").exists()
+    assert {"studies", "trials", "alembic_version"} <= _tables(pg_url, OPTUNA_SCHEMA)
+    assert "studies" not in _tables(pg_url, "public") and "runs" in _tables(pg_url, "public")
+    assert instance.get_runs() == []  # Dagster's storage still works beside Optuna's (its own alembic_version)
+    instance.dispose()
