@@ -8,7 +8,6 @@ afterwards. Without a server the tests skip with the reason (a failure on CI).""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -130,7 +129,7 @@ def test_the_daemon_runs_partition_runs_at_once_and_a_schedule_on_postgres(pg_ur
         assert sorted(r.dagster_run.tags["dagster/partition"] for r in bars) == sorted(symbols)
         # at once: the runs' windows overlap (each started before another had finished)
         windows = sorted((r.start_time, r.end_time) for r in bars)
-        assert any(b[0] < a[1] for a, b in zip(windows, windows[1:])), windows
+        assert any(b[0] < a[1] for a, b in zip(windows, windows[1:], strict=False)), windows
         assert all((tmp_path / "lake" / "hourly" / f"{s}.parquet").is_file() for s in symbols)
     finally:
         os.killpg(daemon.pid, 15)
