@@ -113,3 +113,124 @@ def test_two_processes_share_one_optuna_study(prepared, tmp_path):
     assert 8 <= len(finished) <= 9  # the two stop together at 8 (one may finish a last trial in flight)
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both processes contributed
     assert len({t.number for t in study.trials}) == len(study.trials)  # no trial written twice
+
+
+# --- a Dask cluster of its own processes ---------------------------------------------------------
+
+
+class DaskCluster:
+    """`dask scheduler` and two `dask worker` processes (each with its nanny), as a desk
+    starts them on its machines: with the pipeline's environment (where the data, the lake and
+    the model store are), since the steps run there."""
+
+    def __init__(self, root, env: dict[str, str]):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        dask = os.path.join(os.path.dirname(sys.executable), "dask")
+        self.logs = [open(root / f"dask-{i}.log", "wb") for i in range(3)]  # noqa: SIM115 - closed in stop
+        self.procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+                                        "--no-dashboard"], stdout=self.logs[0], stderr=subprocess.STDOUT, env=env,
+                                       cwd=REPO_ROOT, start_new_session=True)]
+        for i in (1, 2):
+            self.procs.append(subprocess.Popen(
+                [dask, "worker", self.address, "--nthreads", "1", "--nworkers", "1", "--name", f"w{i}",
+                 "--no-dashboard"], stdout=self.logs[i], stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
+                start_new_session=True))
+        from distributed import Client
+
+        self.client = Client(self.address, timeout=60)
+        self.client.wait_for_workers(2, timeout=120)
+
+    def worker_pids(self) -> dict[int, str]:
+        """pid -> address of every worker process (asked of the workers themselves)."""
+        return {pid: addr for addr, pid in self.client.run(os.getpid).items()}
+
+    def stop(self) -> None:
+        import signal
+
+        self.client.close()
+        for p in self.procs[::-1]:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        for log in self.logs:
+            log.close()
+
+
+def _materialize(env, select: str, run_config=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "rooney_pipeline.definitions",
+         "--select", select, "--partition", "ES", *(["--config-json", json.dumps(run_config)] if run_config else [])],
+        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _step_pids(instance, run_id: str, step: str) -> list[int]:
+    return [e.dagster_event.pid for e in instance.all_logs(run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "STEP_START" and e.step_key == step]
+
+
+@pytest.mark.slow
+def test_training_and_backtest_run_on_separate_dask_workers_and_survive_a_killed_worker(prepared):
+    """The steps run in the workers' processes (their pids), not in the run's; a worker killed
+    in the middle of training: Dask runs the step again on a worker, the run succeeds, and the
+    model store holds one whole, verified version."""
+    import signal
+    import time
+
+    root, data, lake = prepared
+    home = root / "home-cluster"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    store = root / "models-cluster"
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ROONEY_DATA_DIR": str(data), "ROONEY_LAKE_DIR": str(lake),
+           "ROONEY_MODEL_STORE": str(store), "ROONEY_EXECUTOR": "dask"}
+    cluster = DaskCluster(root, env)
+    try:
+        env["ROONEY_DASK_ADDRESS"] = cluster.address
+        instance = dg.DagsterInstance.from_config(str(home))
+        workers = cluster.worker_pids()
+        assert len(workers) == 2
+        proc = _materialize(env, "veto_model", {"ops": {"veto_model": {"config": {"profile": "demo", "trials": 4}}}})
+        killed = None
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            runs = instance.get_run_records()
+            pids = _step_pids(instance, runs[0].dagster_run.run_id, "veto_model") if runs else []
+            if pids:
+                time.sleep(4)  # in the middle of tuning
+                assert pids[0] in workers, (pids, workers)
+                os.kill(pids[0], signal.SIGKILL)
+                killed = pids[0]
+            time.sleep(0.5)
+        out = proc.communicate(timeout=900)[0]
+        assert killed is not None, out[-3000:]
+        assert proc.returncode == 0, out[-4000:]
+        [record] = instance.get_run_records()
+        run_id = record.dagster_run.run_id
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        pids = _step_pids(instance, run_id, "veto_model")
+        assert pids[0] == killed and len(pids) == 2 and pids[1] != killed  # run again, by another process
+        assert pids[1] in cluster.worker_pids()  # a worker's (the other one, or the killed one's restart)
+        run_pid = next(e.dagster_event.pid for e in instance.all_logs(run_id)
+                       if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_START")
+        assert run_pid not in pids
+        s = ModelStore(store)
+        assert [v["version"] for v in s.list_versions("ES")] == ["ES_v1"]
+        s.load("ES_v1")  # whole: its files verify against their sha256
+        # the backtest step on the cluster too
+        proc = _materialize(env, "instrument_backtest")
+        out = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, out[-4000:]
+        latest = instance.get_run_records(limit=1)[0].dagster_run.run_id
+        [bt_pid] = _step_pids(instance, latest, "instrument_backtest")
+        assert bt_pid in cluster.worker_pids()
+    finally:
+        cluster.stop()
