@@ -1,4 +1,5 @@
-"""Alert sensors: a failed run, a stale live-engine heartbeat, a promotion or rollback.
+"""Alert sensors: a failed run, a stale live-engine heartbeat, a promotion or rollback, and
+the retry of alerts left in the outbox.
 
 Each sends one Discord message per event through the ``discord`` resource and keeps a cursor
 so that an event is never sent twice. They start STOPPED; switch them on in the UI (the
@@ -232,4 +233,18 @@ def promotion_alert(context: dg.SensorEvaluationContext, rooney: RooneyResource,
     return dg.SkipReason(f"{sent} promotion/rollback alert(s) sent; {n - start} new audit entries read")
 
 
-SENSORS = [run_failure_alert, stale_heartbeat_alert, promotion_alert]
+# ---- alerts that did not get through ------------------------------------------------------------
+
+
+@dg.sensor(
+    name="alert_outbox_retry", default_status=dg.DefaultSensorStatus.STOPPED, minimum_interval_seconds=600,
+    description="Every 10 minutes: delivers the alerts waiting in the outbox (Discord was down or refused them), "
+    "oldest first; those that still fail stay for the next try.")
+def alert_outbox_retry(context: dg.SensorEvaluationContext, discord: DiscordResource):
+    if discord.sink.webhook is None:
+        return dg.SkipReason("no Discord webhook configured (ROONEY_DISCORD_WEBHOOK_URL): the outbox keeps them")
+    sent, left = discord.sink.resend_outbox()
+    return dg.SkipReason(f"{sent} delivered from the outbox, {left} still waiting")
+
+
+SENSORS = [run_failure_alert, stale_heartbeat_alert, promotion_alert, alert_outbox_retry]

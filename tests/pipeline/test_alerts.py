@@ -458,3 +458,19 @@ def test_promotion_sensor_sends_each_promotion_and_rollback_once(hook, discord, 
     assert "Promotion: portfolio" in sent[3] and "portfolio_v2" in sent[3]
     assert hook.payloads[2]["embeds"][0]["url"] == "http://dagster.test:3000/assets/promoted_manifest"
     assert tick() == sent  # nothing new: nothing sent
+
+
+def test_the_outbox_sensor_delivers_what_waited(hook, discord):
+    from rooney_pipeline.sensors import alert_outbox_retry
+
+    hook.always = ("status", 503)
+    fast = DiscordResource(webhook_url=hook.url, alerts_dir=discord.alerts_dir, max_attempts=1)
+    assert fast.send(drift_alert()) is False  # Discord down: kept in the outbox
+    hook.always = None
+    result = alert_outbox_retry(dg.build_sensor_context(resources={"discord": fast}))
+    assert "1 delivered from the outbox, 0 still waiting" in result.skip_message
+    assert hook.payloads[-1]["embeds"][0]["title"] == "Feature drift: ES"
+    assert [a["status"] for a in recent_alerts(fast.alerts_path)] == ["delivered"]
+    none = alert_outbox_retry(dg.build_sensor_context(resources={"discord": DiscordResource(
+        alerts_dir=discord.alerts_dir)}))
+    assert "no Discord webhook configured" in none.skip_message

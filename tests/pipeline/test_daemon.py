@@ -103,7 +103,7 @@ def test_the_daemon_runs_the_schedules_and_sensors_switched_on_in_the_ui(tmp_pat
         assert schedules["retrain_schedule"]["cronSchedule"] == "0 2 1 1,7 *"  # every 6 months
         assert {s["scheduleState"]["status"] for s in schedules.values()} == {"STOPPED"}
         assert {"performance_retrain_sensor", "drift_retrain_sensor", "new_data_sensor", "run_failure_alert",
-                "stale_heartbeat_alert", "promotion_alert", "paper_stage_sensor"} <= set(sensors)
+                "stale_heartbeat_alert", "promotion_alert", "paper_stage_sensor", "alert_outbox_retry"} <= set(sensors)
         assert set(sensors.values()) == {"STOPPED"}  # nothing runs until the desk switches it on
         sel = {**REPO, "sensorName": "new_data_sensor"}
         started = dev.gql(START, {"sel": sel})["startSensor"]
