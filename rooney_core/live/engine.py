@@ -779,7 +779,8 @@ def status_of(state_dir: str | os.PathLike[str], now: datetime | None = None) ->
                    "position": f"long {pos['contracts']} @ {pos['entry_price']}" if pos else "flat",
                    "pending_order": bool(st["core"].get("pending")), "trades": st["core"].get("trades_count", len(st["core"].get("trades", []))),
                    "trading": "no new entries: " + (st.get("disabled") or st["warming"])
-                   if st.get("disabled") or st.get("warming") else "yes",
+                   if st.get("disabled") or st.get("warming") else
+                   f"paper only (model-health kill switch: {st['health']})" if st.get("health") else "yes",
                    "health": st.get("health"), "last_error": st.get("last_error")}
     return {"paper": data.get("paper"), "kill_switch": data.get("kill_switch"), "heartbeat": beat,
             "heartbeat_age_s": age, "instruments": rows}

@@ -410,7 +410,9 @@ def test_the_model_health_kill_switch_holds_its_instrument_on_paper_until_an_aud
     assert "model-health kill switch: paper only (feature NaN rate 0.30 > 0.05)" in caplog.text
     assert caplog.text.count("model-health kill switch: buy") + caplog.text.count("model-health kill switch: sell") \
         == len(orders)
-    assert status_of(tmp_path / "tripped")["instruments"]["ES"]["health"] == "feature NaN rate 0.30 > 0.05"
+    tripped = status_of(tmp_path / "tripped")["instruments"]["ES"]
+    assert tripped["health"] == "feature NaN rate 0.30 > 0.05"
+    assert tripped["trading"] == "paper only (model-health kill switch: feature NaN rate 0.30 > 0.05)"
     health.restore("ES", by="desk", reason="features fixed")
     engine, received = run(tmp_path / "restored")
     assert engine.instruments["ES"].health is None and len(received) == len(
