@@ -19,7 +19,7 @@ os.environ["ROONEY_MODEL_STORE"] = tempfile.mkdtemp(prefix="rooney-test-models-"
 os.environ["ROONEY_ALERTS_DIR"] = tempfile.mkdtemp(prefix="rooney-test-alerts-")
 os.environ["ROONEY_LIVE_STATE_DIR"] = tempfile.mkdtemp(prefix="rooney-test-live-")
 for var in ("ROONEY_DATA_DIR", "ROONEY_LAKE_DIR", "ROONEY_EXECUTOR", "ROONEY_CONFIG_DIR", "ROONEY_DISCORD_WEBHOOK_URL",
-            "DAGSTER_PG_URL"):
+            "DAGSTER_PG_URL", "ROONEY_PREDICTION_LOG_URL"):
     os.environ.pop(var, None)
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,7 +64,7 @@ from rooney_core.live.bars import (
 from rooney_core.live.features import FeatureBuffer
 from rooney_core.live.feeds import FeedItem, FeedProblem, MinuteBar
 from rooney_core.live.paper import PaperBroker
-from rooney_core.live.predictions import PredictionLog
+from rooney_core.live.predictions import open_log
 from rooney_core.live.router import OrderNotDelivered, OrderRouter, RoutedOrder
 from rooney_core.model import ModelStore, VetoBundle
 from rooney_core.strategy import rules
@@ -141,7 +142,8 @@ class LiveEngine:
             raise RooneyError("live mode needs an order router (or --paper)")
         self.router = router
         self.clock = clock
-        self.log = PredictionLog(self.state_dir / "predictions", writer=f"engine-{os.getpid()}")
+        # the state dir's JSON segments, or PostgreSQL when $ROONEY_PREDICTION_LOG_URL is set
+        self.log = open_log(self.state_dir / "predictions", writer=f"engine-{socket.gethostname()}-{os.getpid()}")
         self.instruments: dict[str, InstrumentState] = {}
         self.builders: dict[str, SessionBarBuilder] = {}
         # symbol -> a stored version (or, for the parity gate of a version being made, the

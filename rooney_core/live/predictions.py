@@ -19,6 +19,12 @@ Records are events keyed by ``prediction_id`` (one per signal):
 ``events(root)`` gives every record as written (nothing merged or dropped), so a record
 written twice shows there.
 
+Several writing processes (engines on several machines) can share one log in PostgreSQL
+instead: set ``$ROONEY_PREDICTION_LOG_URL`` (``PostgresPredictionLog``: one row per record,
+one committed transaction per append). The embedded default needs no server and suits one
+engine process per state directory; PostgreSQL suits several engines that one desk
+monitors together, and readers on other machines.
+
 After a restart the engine redoes the bars after its last state write, and so decides
 again what it may have logged just before it was killed. :meth:`PredictionLog.remember`
 loads the records written since that state write; ``append`` then skips a record identical
@@ -130,6 +136,109 @@ class PredictionLog:
             self._fd = None
 
 
+# --- several writers: the log in PostgreSQL ------------------------------------------------
+
+LOG_URL_ENV = "ROONEY_PREDICTION_LOG_URL"
+PG_TABLE = "rooney_prediction_log"
+
+
+def _pg_engine(url: str):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+    with engine.begin() as conn:
+        # two writers starting together would race on CREATE ... IF NOT EXISTS: serialise them
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": PG_TABLE})
+        conn.execute(sqlalchemy.text(
+            f"CREATE TABLE IF NOT EXISTS {PG_TABLE} (id BIGSERIAL PRIMARY KEY, writer TEXT NOT NULL, "
+            "logged_at TIMESTAMPTZ NOT NULL, event TEXT NOT NULL, prediction_id TEXT, record TEXT NOT NULL)"))
+        conn.execute(sqlalchemy.text(f"CREATE INDEX IF NOT EXISTS {PG_TABLE}_logged_at ON {PG_TABLE} (logged_at)"))
+    return engine
+
+
+class PostgresPredictionLog:
+    """The prediction log as rows of one PostgreSQL table, for several writing processes
+    (engines on several machines, or one per instrument group) and readers elsewhere. Each
+    ``append`` is one committed transaction before the engine acts, as the JSON segment's
+    fsync is. Same records, same ``remember`` rule; ``events``/``predictions`` read it when
+    given the URL."""
+
+    def __init__(self, url: str, writer: str | None = None):
+        self.url = url
+        self.writer = writer or f"{socket.gethostname()}-{os.getpid()}"
+        self._engine = _pg_engine(url)
+        self._seen: set[str] = set()
+
+    def remember(self, since: float | None = None) -> int:
+        import sqlalchemy
+
+        query = f"SELECT record FROM {PG_TABLE}"
+        params = {}
+        if since is not None:
+            query += " WHERE logged_at >= :since"
+            params["since"] = datetime.fromtimestamp(since, UTC)
+        with self._engine.connect() as conn:
+            self._seen = {_body(json.loads(r[0])) for r in conn.execute(sqlalchemy.text(query), params)}
+        return len(self._seen)
+
+    def append(self, event: str, **fields: Any) -> bool:
+        import sqlalchemy
+
+        rec = {"event": event, **{k: _jsonable(v) for k, v in fields.items()}}
+        if self._seen:
+            body = _body(rec)
+            if body in self._seen:
+                self._seen.discard(body)
+                return False
+        now = datetime.now(UTC)
+        rec["logged_at"] = now.isoformat(timespec="microseconds")
+        with self._engine.begin() as conn:  # committed (and, with synchronous_commit, durable) on return
+            conn.execute(sqlalchemy.text(
+                f"INSERT INTO {PG_TABLE} (writer, logged_at, event, prediction_id, record) "
+                "VALUES (:w, :t, :e, :p, :r)"),
+                {"w": self.writer, "t": now, "e": event, "p": rec.get("prediction_id"),
+                 "r": json.dumps(rec, sort_keys=True, allow_nan=False)})
+        return True
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def log_location(root: str | os.PathLike[str]) -> str | Path:
+    """Where the prediction log is: $ROONEY_PREDICTION_LOG_URL (PostgreSQL) when set, else the
+    directory ``root`` (JSON segments and Parquet days, read through DuckDB)."""
+    return os.environ.get(LOG_URL_ENV) or Path(root)
+
+
+def open_log(root: str | os.PathLike[str], writer: str | None = None) -> PredictionLog | PostgresPredictionLog:
+    """The writer for ``log_location(root)``."""
+    where = log_location(root)
+    return PostgresPredictionLog(where, writer) if isinstance(where, str) else PredictionLog(where, writer)
+
+
+def _is_url(where: Any) -> bool:
+    return isinstance(where, str) and "://" in where
+
+
+def _pg_events(url: str) -> pd.DataFrame:
+    import sqlalchemy
+
+    engine = _pg_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = [json.loads(r[0]) for r in conn.execute(sqlalchemy.text(
+                f"SELECT record FROM {PG_TABLE} ORDER BY logged_at, id"))]
+    finally:
+        engine.dispose()
+    if not rows:
+        return pd.DataFrame(columns=["event", "logged_at", "prediction_id"])
+    frame = pd.DataFrame(rows)
+    for col in ("bar_time", "fill_time", "exit_time", "logged_at"):  # as DuckDB reads them from the segments
+        if col in frame:
+            frame[col] = pd.to_datetime(frame[col], format="ISO8601")
+    return frame
+
+
 def _body(rec: dict) -> str:
     """A record's identity: every field but the time it was logged, canonical JSON."""
     return json.dumps({k: v for k, v in rec.items() if k != "logged_at"}, sort_keys=True, allow_nan=False)
@@ -149,8 +258,11 @@ def _read_jsonl(segments: list[Path]) -> pd.DataFrame:
 
 
 def events(root: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every record of the log (open segments and compacted days) as written, oldest first:
-    nothing merged or dropped but a line torn by a kill."""
+    """Every record of the log (open segments and compacted days, or the PostgreSQL table when
+    ``root`` is its URL) as written, oldest first: nothing merged or dropped but a line torn by
+    a kill."""
+    if _is_url(root):
+        return _pg_events(str(root))
     root = Path(root)
     frames = [pd.read_parquet(p) for p in sorted(root.glob("*.parquet"))]
     segments = sorted(root.glob(f"*/*{SEGMENT_SUFFIX}"))

@@ -48,7 +48,7 @@ from rooney_core.config import Instrument, RooneyConfig
 from rooney_core.data.lake import Lake
 from rooney_core.errors import RooneyError
 from rooney_core.live.engine import STATE_FILE, status_of
-from rooney_core.live.predictions import predictions
+from rooney_core.live.predictions import log_location, predictions
 from rooney_core.model import ModelStore, VetoBundle
 from rooney_core.model.store import ModelStoreError
 from rooney_core.monitoring.alerts import JOURNAL_FILE, recent_alerts
@@ -138,9 +138,10 @@ class DashboardPaths:
 
 def read_log(paths: DashboardPaths) -> pd.DataFrame:
     """The whole prediction log, one row per signal (empty if the engine never logged)."""
-    if not paths.predictions_dir.is_dir():
+    where = log_location(paths.predictions_dir)  # $ROONEY_PREDICTION_LOG_URL when the log is in PostgreSQL
+    if isinstance(where, Path) and not where.is_dir():
         return pd.DataFrame()
-    return predictions(paths.predictions_dir)
+    return predictions(where)
 
 
 def engine_state(state_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

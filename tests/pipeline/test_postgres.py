@@ -164,3 +164,59 @@ def test_optuna_studies_live_in_the_same_database_beside_dagster(pg_url, tmp_pat
     assert "studies" not in _tables(pg_url, "public") and "runs" in _tables(pg_url, "public")
     assert instance.get_runs() == []  # Dagster's storage still works beside Optuna's (its own alembic_version)
     instance.dispose()
+
+
+WRITER = """
+import sys
+from rooney_core.live.predictions import PostgresPredictionLog
+log = PostgresPredictionLog(sys.argv[1], writer=sys.argv[2])
+for i in range(int(sys.argv[3])):
+    pid = f"{sys.argv[2]}-{i}"
+    log.append("signal", prediction_id=pid, instrument=sys.argv[2], bar_time=f"2024-01-02T{i % 24:02d}:00:00",
+               probability=0.6, threshold=0.5, decision="enter", features=[0.1, float("nan")],
+               feature_names=["ibs", "ret1"])
+    log.append("outcome", prediction_id=pid, exit_time=f"2024-01-03T{i % 24:02d}:00:00", pnl_net=float(i))
+log.close()
+"""
+
+
+def test_several_processes_write_one_prediction_log_in_postgres(pg_url, tmp_path, monkeypatch):
+    """Two engine-like processes append at once; readers see every record, one row per signal
+    with its outcome, times typed as monitoring reads them; a restart's remembered records are
+    not written twice."""
+    from rooney_core.live.predictions import (
+        PostgresPredictionLog,
+        PredictionLog,
+        events,
+        open_log,
+        predictions,
+    )
+
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, pg_url, name, "150"], cwd=REPO_ROOT)
+             for name in ("ES", "NQ")]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    ev = events(pg_url)
+    assert len(ev) == 600 and set(ev["event"]) == {"signal", "outcome"}
+    pred = predictions(pg_url)
+    assert len(pred) == 300 and pred["pnl_net"].notna().all()
+    assert sorted(pred.groupby("instrument").size().to_dict().items()) == [("ES", 150), ("NQ", 150)]
+    assert pred["features"].map(lambda v: v[1] is None).all()  # NaN stored as null, never a number
+    assert str(pred["bar_time"].dtype).startswith("datetime64") and str(pred["exit_time"].dtype).startswith("datetime64")
+    # a restarted writer remembers what it wrote: an identical record is skipped, a new one written
+    again = PostgresPredictionLog(pg_url, writer="ES")
+    assert again.remember(None) == 600
+    rec = ev[ev["prediction_id"].eq("ES-0") & ev["event"].eq("outcome")].iloc[0]
+    assert again.append("outcome", prediction_id="ES-0", exit_time=rec["exit_time"].isoformat(), pnl_net=0.0) is False
+    assert again.append("outcome", prediction_id="ES-0", exit_time=rec["exit_time"].isoformat(), pnl_net=5.0)
+    again.close()
+    assert predictions(pg_url).set_index("prediction_id").loc["ES-0", "pnl_net"] == 5.0  # the last one counts
+    # the engine picks the log from the environment
+    monkeypatch.setenv("ROONEY_PREDICTION_LOG_URL", pg_url)
+    assert isinstance(open_log(tmp_path / "unused"), PostgresPredictionLog)
+    from rooney_core.monitoring import dashboard as db  # and monitoring reads it from there
+
+    paths = db.DashboardPaths(tmp_path / "state", tmp_path / "models", tmp_path / "lake", tmp_path / "alerts")
+    assert len(db.read_log(paths)) == 300
+    monkeypatch.delenv("ROONEY_PREDICTION_LOG_URL")
+    assert len(db.read_log(paths)) == 0  # the state dir has no log of its own
+    assert isinstance(open_log(tmp_path / "unused"), PredictionLog)
