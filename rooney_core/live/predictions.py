@@ -113,13 +113,9 @@ class PredictionLog:
         """Write one record durably (the caller acts on the decision only after this).
         Returns False, writing nothing, if an identical record was written before a restart
         (see :meth:`remember`)."""
-        rec = {"event": event, **{k: _jsonable(v) for k, v in fields.items()}}
-        if self._seen:
-            body = _body(rec)
-            if body in self._seen:
-                self._seen.discard(body)
-                return False
-        rec["logged_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
+        rec = _new_record(event, fields, self._seen)
+        if rec is None:
+            return False
         line = json.dumps(rec, sort_keys=True, allow_nan=False).encode() + b"\n"
         fd = self._segment_fd()
         # a writer killed mid-line leaves a fragment: start on a fresh line so only it is lost
@@ -184,14 +180,10 @@ class PostgresPredictionLog:
     def append(self, event: str, **fields: Any) -> bool:
         import sqlalchemy
 
-        rec = {"event": event, **{k: _jsonable(v) for k, v in fields.items()}}
-        if self._seen:
-            body = _body(rec)
-            if body in self._seen:
-                self._seen.discard(body)
-                return False
-        now = datetime.now(UTC)
-        rec["logged_at"] = now.isoformat(timespec="microseconds")
+        rec = _new_record(event, fields, self._seen)
+        if rec is None:
+            return False
+        now = datetime.fromisoformat(rec["logged_at"])
         with self._engine.begin() as conn:  # committed (and, with synchronous_commit, durable) on return
             conn.execute(sqlalchemy.text(
                 f"INSERT INTO {PG_TABLE} (writer, logged_at, event, prediction_id, record) "
@@ -237,6 +229,19 @@ def _pg_events(url: str) -> pd.DataFrame:
         if col in frame:
             frame[col] = pd.to_datetime(frame[col], format="ISO8601")
     return frame
+
+
+def _new_record(event: str, fields: dict[str, Any], seen: set[str]) -> dict | None:
+    """The record to write, stamped ``logged_at``; None if an identical one was written before
+    a restart (``remember``: ``seen`` holds their bodies, each skipped once)."""
+    rec = {"event": event, **{k: _jsonable(v) for k, v in fields.items()}}
+    if seen:
+        body = _body(rec)
+        if body in seen:
+            seen.discard(body)
+            return None
+    rec["logged_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
+    return rec
 
 
 def _body(rec: dict) -> str:

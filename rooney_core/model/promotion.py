@@ -211,3 +211,38 @@ def decisions(store: ModelStore, symbol: str | None = None) -> list[dict]:
     from rooney_core.io import read_jsonl
 
     return [r for r in read_jsonl(store.root / DECISIONS_FILE) if symbol is None or r.get("symbol") == symbol]
+
+
+def gates_failed(store: ModelStore, symbol: str, version: str, failed: list[str], *, by: str,
+                 trigger: str | None = None, run_id: str | None = None, run_url: str | None = None):
+    """A stored version failed its gates: log the decision and return (record, alert); the
+    version stays out and production is what it was."""
+    from rooney_core.monitoring.alerts import Alert, AlertKind
+
+    rec = record_decision(store, symbol, version, "kept out: failed its gates", passed=False, failed_gates=failed,
+                          by=by, trigger=trigger, run_id=run_id)
+    alert = Alert(AlertKind.RETRAIN, f"{version} failed its gates ({', '.join(failed)}): not promoted; production "
+                  f"stays {rec['production'] or 'none'}", instrument=symbol, run_url=run_url,
+                  details={"trigger": trigger or "manual", "version": version, "failed gates": ", ".join(failed)})
+    return rec, alert
+
+
+def promote_and_log(store: ModelStore, symbol: str, *, by: str, paper_sessions: int = 0,
+                    trigger: str | None = None, run_id: str | None = None, run_url: str | None = None):
+    """``promote_newest_passing`` for one instrument, its decision logged. Returns (row,
+    record, alert): the alert only for an automated retrain (``trigger``), since a promotion by
+    hand is announced from the audit log (the promotion_alert sensor)."""
+    from rooney_core.monitoring.alerts import Alert, AlertKind
+
+    before = store.production(symbol)
+    [row] = promote_newest_passing(store, [symbol], by=by, paper_sessions=paper_sessions)
+    versions = store.list_versions(symbol)
+    newest = versions[-1]["version"] if versions else None
+    changed = bool(newest) and row["action"].startswith(("promoted", f"{newest} staged"))
+    rec = record_decision(store, symbol, newest, row["action"], passed=True if changed else None, by=by,
+                          trigger=trigger, run_id=run_id)
+    alert = None
+    if trigger:
+        alert = Alert(AlertKind.RETRAIN, f"{row['action']}; production {row['production']} (was {before or 'none'})",
+                      instrument=symbol, run_url=run_url, details={"trigger": trigger, "newest version": newest})
+    return row, rec, alert

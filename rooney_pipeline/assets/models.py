@@ -7,7 +7,6 @@ from pathlib import Path
 import dagster as dg
 
 from rooney_core.model.gates import GATES, ModelData
-from rooney_core.monitoring.alerts import Alert, AlertKind
 from rooney_core.training.config import load_training_config
 from rooney_core.training.store_version import train_and_store
 from rooney_core.training.train import Market
@@ -90,17 +89,14 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
 
 
 def _gates_failed(context, discord: DiscordResource, store, symbol: str, name: str, failed: list[str]) -> None:
-    from rooney_core.model.promotion import record_decision
+    from rooney_core.model.promotion import gates_failed
 
-    trigger = context.run.tags.get(TRIGGER_TAG)
-    rec = record_decision(store, symbol, name, "kept out: failed its gates", passed=False, failed_gates=failed,
-                          by=f"dagster run {context.run.run_id[:8]}", trigger=trigger, run_id=context.run.run_id)
+    rec, alert = gates_failed(store, symbol, name, failed, by=f"dagster run {context.run.run_id[:8]}",
+                              trigger=context.run.tags.get(TRIGGER_TAG), run_id=context.run.run_id,
+                              run_url=discord.run_url(context.run.run_id))
     context.log.warning(f"{symbol}: {name} failed gates {', '.join(failed)}; production stays "
                         f"{rec['production'] or 'none'}")
-    discord.send(Alert(AlertKind.RETRAIN, f"{name} failed its gates ({', '.join(failed)}): not promoted; production "
-                       f"stays {rec['production'] or 'none'}", instrument=symbol,
-                       run_url=discord.run_url(context.run.run_id),
-                       details={"trigger": trigger or "manual", "version": name, "failed gates": ", ".join(failed)}))
+    discord.send(alert)
 
 
 def _meta(v):
@@ -123,23 +119,16 @@ def _meta(v):
 )
 def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource,
                       discord: DiscordResource) -> dg.MaterializeResult:
-    from rooney_core.model.promotion import promote_newest_passing, record_decision
+    from rooney_core.model.promotion import promote_and_log
 
     store, cfg, symbol = rooney.store, rooney.cfg, context.partition_key
-    before = store.production(symbol)
-    by = f"dagster run {context.run.run_id[:8]}"
-    [row] = promote_newest_passing(store, [symbol], by=by,
-                                   paper_sessions=cfg.validation.for_symbol(symbol).paper.sessions)
+    row, _, alert = promote_and_log(store, symbol, by=f"dagster run {context.run.run_id[:8]}",
+                                    paper_sessions=cfg.validation.for_symbol(symbol).paper.sessions,
+                                    trigger=context.run.tags.get(TRIGGER_TAG), run_id=context.run.run_id,
+                                    run_url=discord.run_url(context.run.run_id))
     context.log.info(f"{symbol}: {row['action']} ({row['production']})")
-    newest = store.list_versions(symbol)[-1]["version"] if store.list_versions(symbol) else None
-    trigger = context.run.tags.get(TRIGGER_TAG)
-    changed = row["action"].startswith(("promoted", f"{newest} staged")) if newest else False
-    record_decision(store, symbol, newest, row["action"], passed=True if changed else None, by=by, trigger=trigger,
-                    run_id=context.run.run_id)
-    if trigger:  # an automated retrain's outcome (a promotion by hand is alerted by promotion_alert)
-        discord.send(Alert(AlertKind.RETRAIN, f"{row['action']}; production {row['production']} (was {before or 'none'})",
-                           instrument=symbol, run_url=discord.run_url(context.run.run_id),
-                           details={"trigger": trigger or "manual", "newest version": newest}))
+    if alert is not None:  # an automated retrain's outcome (a promotion by hand: promotion_alert)
+        discord.send(alert)
     paper = store.paper_entry(symbol) or {}
     return dg.MaterializeResult(
         metadata={
