@@ -38,11 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.ticker import PercentFormatter
 
 from rooney_core.config import Instrument, RooneyConfig
 from rooney_core.data.lake import Lake
@@ -59,7 +58,7 @@ from rooney_core.monitoring.performance import model_performance, outcomes
 from rooney_core.monitoring.reference import load_holdout, load_reference_features
 from rooney_core.monitoring.signals import feature_frame, signal_rows
 from rooney_core.monitoring.veto_value import CF_COLUMNS, counterfactual_trades, veto_value
-from rooney_core.portfolio.report import format_money, format_number, format_percent
+from rooney_core.portfolio.report import date_axis, format_money, format_number, format_percent, money_axis
 
 # The same variables (and defaults) as the pipeline's sensors and alert resource read.
 LIVE_STATE_DIR_ENV = "ROONEY_LIVE_STATE_DIR"
@@ -323,16 +322,6 @@ def why_missing(d: InstrumentData, *sources: str) -> str:
     return "; ".join(d.problems[s] for s in sources if s in d.problems) or "no data"
 
 
-def _money_axis(ax, axis: str = "y") -> None:
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(lambda v, _: format_money(v)))
-
-
-def _date_axis(ax) -> None:
-    locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-
-
 def _utc(value: Any) -> pd.Timestamp | None:
     """An ISO time the stores write (UTC) as a Timestamp; None if missing or unreadable."""
     try:
@@ -408,8 +397,8 @@ def equity_panel(d: InstrumentData, backtest: pd.DataFrame | None, backtest_note
         ax.step(g["time"], g["equity"], where="post", label=source, **styles.get(source, dict(color="tab:blue", lw=1.4)))
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel("cumulative net P&L")
-    _money_axis(ax)
-    _date_axis(ax)
+    money_axis(ax)
+    date_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=9)
     ax.set_title(f"{d.symbol}: realised net P&L of closed trades", fontsize=10, loc="left")
@@ -447,7 +436,7 @@ def accuracy_panel(d: InstrumentData) -> Panel:
         if promised.get(name) is not None and promised[name] == promised[name]:
             ax.axhline(promised[name], color=colour, ls="--", lw=0.9, alpha=0.8, label=f"holdout {name}")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    _date_axis(ax)
+    date_axis(ax)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8, ncol=2)
@@ -557,7 +546,7 @@ def veto_panel(d: InstrumentData) -> Panel:
     ax.bar(x + 0.2, table["taken_pnl"], width=0.4, color="tab:blue", alpha=0.55, label="taken trades' net P&L")
     ax.set_xticks(x, table["period"])
     ax.axhline(0, color="black", lw=0.5)
-    _money_axis(ax)
+    money_axis(ax)
     ax.grid(alpha=0.3, axis="y")
     fig.legend(loc="outside upper left", fontsize=8, ncol=2)
     last = table.iloc[-1]

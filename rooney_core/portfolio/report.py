@@ -153,13 +153,13 @@ def _curve_figures(equity: pd.Series, capital: float, calendar: SessionCalendar 
 
 
 # -- plots --------------------------------------------------------------------------------------
-def _money_axis(ax, axis: str = "y") -> None:
+def money_axis(ax, axis: str = "y") -> None:
     from matplotlib.ticker import FuncFormatter
 
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(lambda v, _: format_money(v)))
 
 
-def _date_axis(ax) -> None:
+def date_axis(ax) -> None:
     import matplotlib.dates as mdates
 
     locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
@@ -187,13 +187,13 @@ def plot_equity(equity: pd.Series, benchmarks: dict[str, pd.Series] | None = Non
             ax.plot(curve.index, curve.to_numpy(), lw=0.9, alpha=0.85, color=next(colours), label=name, zorder=1)
     if len(equity):
         ax.plot(equity.index, equity.to_numpy(), lw=2.4, color="black", label="portfolio", zorder=3)
-        _date_axis(ax)
+        date_axis(ax)
     if capital is not None:
         ax.axhline(capital, color="grey", lw=0.6, ls=":")
     ax.set_title("equity: portfolio vs equal weight vs each instrument alone ($, marked to market)", fontsize=11,
                  parse_math=False)
     ax.set_ylabel("equity")
-    _money_axis(ax)
+    money_axis(ax)
     ax.grid(alpha=0.3)
     handles, names = ax.get_legend_handles_labels()
     if handles:  # portfolio first
@@ -270,8 +270,8 @@ def plot_drawdown(equity: pd.Series, capital: float | None = None) -> bytes:
         ax.plot([worst], [under.loc[worst]], marker="o", color="black", ms=4)
         title += f"; max {format_money(-under.loc[worst])} ({format_percent(frac)}) on {worst:%Y-%m-%d}"
     ax.axhline(0, color="black", lw=0.6)
-    _date_axis(ax)
-    _money_axis(ax)
+    date_axis(ax)
+    money_axis(ax)
     ax.set_ylabel("below peak")
     ax.set_title(title, fontsize=11, parse_math=False)
     ax.grid(alpha=0.3)
@@ -313,7 +313,7 @@ def plot_skipped(skipped_by_rule: pd.DataFrame | None) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
     axes[1].xaxis.set_major_locator(MaxNLocator(nbins=4))
-    _money_axis(axes[1], "x")
+    money_axis(axes[1], "x")
     axes[1].tick_params(axis="x", labelsize=9)
     fig.suptitle("entries skipped by the portfolio rules", fontsize=11)
     return _png(fig)
