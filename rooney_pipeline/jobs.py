@@ -60,7 +60,7 @@ portfolio_job = dg.define_asset_job(
     "portfolio_job",
     selection=dg.AssetSelection.assets("portfolio_config", "portfolio_backtest"),
     description="Optimise the portfolio rules across every instrument on the training period, store and "
-    "(when it passes) promote portfolio_v<N>, and report the production portfolio out of sample with its "
+    "(when it passes) promote `portfolio_v<N>`, and report the production portfolio out of sample with its "
     "live-engine parity replay.",
 )
 

@@ -210,7 +210,7 @@ def _bars_current(rooney: RooneyResource, symbol: str) -> bool:
 @dg.sensor(
     name="new_data_sensor", jobs=[bars_job, refresh_job], minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="A raw <SYMBOL>_bt.csv that changed since the lake's bars were built materialises that partition "
+    description="A raw `<SYMBOL>_bt.csv` that changed since the lake's bars were built materialises that partition "
     "downstream, in two steps: its bars (bars_job), then, once the bars of the instrument and of its pair are "
     "current, the features, labels and monitoring of the instrument and of every instrument paired with it "
     "(refresh_job). The cursor holds each file's size and time and the instruments waiting for step two.")

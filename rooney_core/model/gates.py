@@ -263,6 +263,7 @@ def live_parity(bundle, data: ModelData, cfg: RooneyConfig) -> GateResult:
 def validate_model(bundle, data: ModelData, cfg: RooneyConfig, progress=None) -> GateReport:
     """Run the six gates on ``bundle``; thresholds from ``cfg.validation`` for its instrument."""
     say = progress or (lambda _m: None)
+    say(f"{bundle.symbol}: running the six gates on the bundle")
     t = cfg.validation.for_symbol(bundle.symbol)
     market = data.market
     results = [feature_availability(bundle, market, t.feature_availability.months,

@@ -119,7 +119,7 @@ class SearchSpace(Strict):
 
 
 class PrunerConfig(Strict):
-    kind: Literal["median", "none"] = "median"
+    kind: Literal["median", "successive_halving", "none"] = "median"
     n_startup_trials: int = Field(default=5, ge=0)
     n_warmup_steps: int = Field(default=1, ge=0)
 
@@ -143,6 +143,12 @@ class TrainingConfig(Strict):
     seed: int = Field(ge=0, le=2**32 - 1)  # numpy / sklearn random_state range
     n_jobs: int = Field(default=1, ge=1)
     pruner: PrunerConfig = PrunerConfig()
+    # While a trial may be pruned it fits this fraction of its n_estimators (the first trees of
+    # its full forest: same seed); a trial that is not pruned and ranks in the top
+    # `full_forest_top` of the completed trials is grown to its full forest and scored again,
+    # and only full-forest values compete for the model (tuning.make_objective; bench/train.py).
+    search_trees: float = Field(default=1.0, gt=0, le=1)
+    full_forest_top: float = Field(default=0.5, gt=0, le=1)
     storage: str | None = None
     # A study name several processes work on together (each run otherwise tunes in a study of
     # its own, so its result depends only on data, config and seed: R3 does not hold here).

@@ -30,12 +30,12 @@ from rooney_core.training.splits import split_holdout, walk_forward_folds
 from rooney_core.training.tuning import (
     TradeSet,
     create_study,
-    cross_validated,
     fit_forest,
     fit_with_threshold,
     instrument_trials,
     make_objective,
     run_trials,
+    select_params,
     study_storage,
 )
 
@@ -135,9 +135,10 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, mar
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise TrainingError(f"{symbol}: no trial completed in study {name}")
-    best = study.best_trial
-    params = {k: best.params[k] for k in ("n_estimators", "max_depth", "min_samples_leaf", "max_features",
-                                          "max_samples", "class_weight")}
+    # the best trial with a full-forest value, cross-validated again: the deflated Sharpe uses its
+    # test folds' daily P&L and every trial on this instrument
+    chosen = select_params(study, data, folds, tcfg)
+    params, cv_daily = chosen.params, chosen.cv_daily
 
     # the threshold on the training period's purged validation slice, then the forest refitted
     # on every training row (same hyper-parameters and seed)
@@ -146,15 +147,15 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, mar
     hold = TradeSet.from_frame(hold_df, features, calendar)
     p = forest.predict_proba(hold.x)[:, 1]
 
-    # the deflated Sharpe: the best trial's CV daily P&L, every trial on this instrument
-    _, cv_daily = cross_validated(params, data, folds, tcfg)
     n_trials, cv_sharpes = instrument_trials(storage, symbol, study, dhash[:12])
     veto = SimpleNamespace(estimator=forest, feature_names=features, threshold=float(threshold))
     on, off = holdout_backtests(market, veto, hold_start)
     metrics, curves = evaluate_holdout(p, hold.win, threshold, on, off, market.capital, cv_daily, cv_sharpes,
                                        n_trials)
     metrics.update({
-        "cv_objective": float(best.value), "trials_completed": len(completed),
+        "cv_objective": chosen.objective, "chosen_trial": chosen.trial + 1,
+        "trials_full_forest": sum(bool(t.user_attrs.get("full_forest")) for t in completed),
+        "trials_completed": len(completed),
         "trials_pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         "train_trades": len(train_df), "holdout_start": str(hold_start),
         "embargo_days": tcfg.embargo_days, "threshold_slice_sharpe": float(slice_score),

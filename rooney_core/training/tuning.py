@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,15 +121,36 @@ def choose_threshold(p: np.ndarray, rows: TradeSet, grid: list[float], min_trade
     return best
 
 
-def fit_with_threshold(params: dict, rows: TradeSet, tcfg: TrainingConfig
+def grow_forest(forest: RandomForestClassifier, n_estimators: int, n_jobs: int, x: np.ndarray, y: np.ndarray,
+                sample_weight: np.ndarray | None = None) -> RandomForestClassifier:
+    """Add trees to a fitted forest until it has ``n_estimators``. scikit-learn draws each
+    tree's seed in order from the forest's seed and skips the seeds of the trees already there,
+    so the grown forest is the forest a fit of ``n_estimators`` trees gives (tested)."""
+    forest.set_params(warm_start=True, n_estimators=n_estimators, n_jobs=n_jobs)
+    with warnings.catch_warnings():  # its caution is about new data; these are the same rows
+        warnings.filterwarnings("ignore", message="class_weight presets", category=UserWarning)
+        forest.fit(x, y, sample_weight=sample_weight)
+    forest.set_params(warm_start=False)
+    forest.n_jobs = 1  # predict on one core (fit_forest)
+    return forest
+
+
+def fit_with_threshold(params: dict, rows: TradeSet, tcfg: TrainingConfig,
+                       grow: RandomForestClassifier | None = None
                        ) -> tuple[RandomForestClassifier, float, float, int]:
     """Fit on the earlier rows of a training set and choose the threshold on its purged
-    validation slice: (forest, threshold, the slice's Sharpe at it, slice rows)."""
+    validation slice: (forest, threshold, the slice's Sharpe at it, slice rows). With ``grow``
+    (a smaller forest fitted here before on the same rows), that forest is grown to
+    ``params["n_estimators"]`` trees instead of fitted again."""
     fit, val = threshold_split(rows.signal, rows.exit, tcfg.threshold_slice, tcfg.embargo_days)
     if len(fit) == 0 or len(val) == 0 or len(np.unique(rows.win[fit])) < 2:
         fit, val = np.arange(len(rows.win)), np.empty(0, dtype=np.int64)  # too little to split
     sub = rows.take(fit)
-    forest = fit_forest(params, tcfg.seed, tcfg.n_jobs, sub.x, sub.win, sub.weights(tcfg.sample_weight))
+    if grow is None:
+        forest = fit_forest(params, tcfg.seed, tcfg.n_jobs, sub.x, sub.win, sub.weights(tcfg.sample_weight))
+    else:
+        forest = grow_forest(grow, params["n_estimators"], tcfg.n_jobs, sub.x, sub.win,
+                             sub.weights(tcfg.sample_weight))
     if len(val) == 0:
         return forest, tcfg.threshold_grid[0], float("nan"), 0
     vrows = rows.take(val)
@@ -137,20 +159,26 @@ def fit_with_threshold(params: dict, rows: TradeSet, tcfg: TrainingConfig
     return forest, thr, score, len(val)
 
 
-def fold_score(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig
-               ) -> tuple[float, float, pd.Series]:
+def fold_fit(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig,
+             grow: RandomForestClassifier | None = None) -> tuple[float, float, pd.Series, RandomForestClassifier]:
     """(test-fold Sharpe of the selected trades, the threshold chosen on the fold's validation
-    slice, the test fold's daily P&L of the selected trades)."""
+    slice, the test fold's daily P&L of the selected trades, the fold's forest)."""
     train, test = data.take(fold.train), data.take(fold.test)
-    forest, thr, _, _ = fit_with_threshold(params, train, tcfg)
+    forest, thr, _, _ = fit_with_threshold(params, train, tcfg, grow)
     sel = forest.predict_proba(test.x)[:, 1] >= thr
     days = window_days(test.exit_day)
     daily = pd.Series(test.pnl[sel]).groupby(test.exit_day[sel]).sum().reindex(
         pd.DatetimeIndex(days.astype("datetime64[ns]")), fill_value=0.0)
     if sel.sum() < tcfg.min_trades_per_fold:
-        return tcfg.min_trades_penalty, thr, daily
+        return tcfg.min_trades_penalty, thr, daily, forest
     s = sharpe(daily.to_numpy())
-    return (s if s == s else tcfg.min_trades_penalty), thr, daily
+    return (s if s == s else tcfg.min_trades_penalty), thr, daily, forest
+
+
+def fold_score(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig
+               ) -> tuple[float, float, pd.Series]:
+    """``fold_fit`` without the forest."""
+    return fold_fit(params, data, fold, tcfg)[:3]
 
 
 def cross_validated(params: dict, data: TradeSet, folds: list[Fold], tcfg: TrainingConfig
@@ -164,25 +192,95 @@ def cross_validated(params: dict, data: TradeSet, folds: list[Fold], tcfg: Train
     return scores, pd.concat(series) if series else pd.Series(dtype=float)
 
 
+def search_forest(params: dict, fraction: float) -> dict:
+    """The forest a trial fits while it may still be pruned: ``fraction`` of its trees (at
+    least one). With the same seed these are exactly the first trees of the full forest."""
+    return {**params, "n_estimators": max(1, round(params["n_estimators"] * fraction))}
+
+
+def _completed(trial: optuna.Trial, key: str) -> list[float]:
+    return [t.user_attrs[key] for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if key in t.user_attrs]
+
+
 def make_objective(data: TradeSet, folds: list[Fold], tcfg: TrainingConfig) -> Callable[[optuna.Trial], float]:
+    """The trial's objective. Its folds are first scored with ``search_trees`` of its forest,
+    and the pruner judges those running means. A trial that is not pruned and whose mean is in
+    the top ``full_forest_top`` of the completed trials (or among the first
+    ``pruner.n_startup_trials``) has every fold's forest grown to the full size (the same
+    forest as a full fit) and scored again: its value is the full forest's, and only such
+    trials can become the model (``select_params``). The others keep their small-forest
+    value: they lose to the full ones, and TPE learns from it that their region is worse."""
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tcfg.search_space)
-        scores, series = [], []
+        small = search_forest(params, tcfg.search_trees)
+        full = small["n_estimators"] == params["n_estimators"]
+        scores, series, forests = [], [], []
         for fold in folds:
-            score, thr, daily = fold_score(params, data, fold, tcfg)
+            score, thr, daily, forest = fold_fit(small, data, fold, tcfg)
             scores.append(score)
             series.append(daily)
+            forests.append(forest)
             trial.set_user_attr(f"fold{fold.index}_threshold", thr)
             trial.report(float(np.mean(scores)), fold.index)
             if trial.should_prune():
                 raise optuna.TrialPruned()
+        search_value = float(np.mean(scores))
+        trial.set_user_attr("search_trees", small["n_estimators"])
+        trial.set_user_attr("search_value", search_value)
+        if not full:
+            earlier = _completed(trial, "search_value")
+            if len(earlier) < tcfg.pruner.n_startup_trials or \
+                    search_value >= float(np.quantile(earlier, 1 - tcfg.full_forest_top)):
+                scores, series = [], []
+                for fold, forest in zip(folds, forests, strict=True):
+                    score, thr, daily, _ = fold_fit(params, data, fold, tcfg, grow=forest)
+                    scores.append(score)
+                    series.append(daily)
+                    trial.set_user_attr(f"fold{fold.index}_threshold", thr)
+                full = True
+        del forests
         cv = sharpe(pd.concat(series).to_numpy())
+        trial.set_user_attr("full_forest", full)
         trial.set_user_attr("fold_scores", scores)
         trial.set_user_attr("cv_sharpe", float(cv) if cv == cv else None)
         trial.set_user_attr("penalised", any(x == tcfg.min_trades_penalty for x in scores))
         return float(np.mean(scores))
 
     return objective
+
+
+PARAM_NAMES = ("n_estimators", "max_depth", "min_samples_leaf", "max_features", "max_samples", "class_weight")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The search's outcome: the best trial scored with its full forest, its hyper-parameters,
+    that forest's fold scores and its test folds' daily P&L end to end (the deflated Sharpe's
+    input)."""
+
+    trial: int
+    params: dict
+    fold_scores: list[float]
+    cv_daily: pd.Series
+    search_value: float
+
+    @property
+    def objective(self) -> float:
+        return float(np.mean(self.fold_scores))
+
+
+def select_params(study: optuna.Study, data: TradeSet, folds: list[Fold], tcfg: TrainingConfig) -> Selection:
+    """The best completed trial whose value is its full forest's (ties: the earlier trial),
+    cross-validated again for its daily P&L. Deterministic (R3)."""
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
+            and t.user_attrs.get("full_forest", True)]
+    if not done:
+        raise ValueError(f"no trial completed with its full forest in study {study.study_name}")
+    best = min(done, key=lambda t: (-t.value, t.number))
+    params = {k: best.params[k] for k in PARAM_NAMES}
+    scores, daily = cross_validated(params, data, folds, tcfg)
+    return Selection(best.number, params, scores, daily, float(best.user_attrs.get("search_value", best.value)))
 
 
 PG_URL_ENV = "DAGSTER_PG_URL"  # the production instance's database (dagster_home/postgres/dagster.yaml)
@@ -231,6 +329,10 @@ def create_study(tcfg: TrainingConfig, storage, study_name: str, pruning: bool =
     if pruning and tcfg.pruner.kind == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=tcfg.pruner.n_startup_trials,
                                              n_warmup_steps=tcfg.pruner.n_warmup_steps)
+    elif pruning and tcfg.pruner.kind == "successive_halving":
+        # rungs after n_warmup_steps + 1 folds, then every fold; the better half goes on
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, tcfg.pruner.n_warmup_steps),
+                                                        reduction_factor=2)
     return optuna.create_study(storage=storage, study_name=study_name, direction="maximize", sampler=sampler,
                                pruner=pruner, load_if_exists=shared)
 

@@ -29,7 +29,7 @@ def _data_gate_failure(err: DataValidationError) -> dg.Failure:
     partitions_def=instrument_partitions,
     group_name="data",
     kinds={"csv", "parquet"},
-    description="The instrument's raw <SYMBOL>_bt.csv, validated (the data gate) and stored as parquet.",
+    description="The instrument's raw `<SYMBOL>_bt.csv`, validated (the data gate) and stored as parquet.",
 )
 def raw_bars(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.MaterializeResult:
     cfg = rooney.cfg

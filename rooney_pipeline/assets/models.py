@@ -32,7 +32,7 @@ class TrainConfig(dg.Config):
     deps=["candidate_trades", "features", "hourly_bars"],
     kinds={"sklearn", "optuna"},
     description="Walk-forward, Optuna-tuned Random Forest veto model; each run stores a new immutable "
-    "version <SYMBOL>_v<N> with its report in the model store.",
+    "version `<SYMBOL>_v<N>` with its report in the model store.",
     check_specs=[dg.AssetCheckSpec(g, asset="veto_model", description=d, blocking=True) for g, d in GATES.items()],
 )
 def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: RooneyResource,

@@ -17,7 +17,7 @@ from rooney_pipeline.resources import RooneyResource
 
 @dg.asset(
     partitions_def=instrument_partitions,
-    group_name="trades",
+    group_name="labels",
     deps=["features", "hourly_bars"],
     kinds={"backtrader", "parquet"},
     description="Every base IBS trade of the production strategy with the veto off: features as of "
@@ -76,7 +76,7 @@ def production_model(rooney: RooneyResource, symbol: str):
 
 @dg.asset(
     partitions_def=instrument_partitions,
-    group_name="trades",
+    group_name="backtests",
     deps=["features", "hourly_bars", "promoted_manifest"],
     kinds={"backtrader", "parquet"},
     description="The production IbsStrategy (with the instrument's production model when one exists) "
@@ -119,12 +119,15 @@ def instrument_backtest(context: dg.AssetExecutionContext, config: BacktestConfi
 
 @dg.asset(
     partitions_def=instrument_partitions,
-    group_name="trades",
+    group_name="backtests",
     deps=["instrument_backtest"],
     kinds={"pandas"},
     description="Our backtest trades against the desk's reference trade list (notebook / TradingView "
     "export) when one is configured: matched, one-sided, price and timing differences.",
-    check_specs=[dg.AssetCheckSpec("matches_reference", asset="trade_reconciliation")],
+    check_specs=[dg.AssetCheckSpec("matches_reference", asset="trade_reconciliation",
+                                   description="Our trades match the reference trade list within the tolerances "
+                                   "of pipeline.yml reconciliation; a warning when no reference is configured "
+                                   "(the comparison did not run).")],
 )
 def trade_reconciliation(context: dg.AssetExecutionContext, rooney: RooneyResource):
     cfg = rooney.cfg
@@ -135,7 +138,9 @@ def trade_reconciliation(context: dg.AssetExecutionContext, rooney: RooneyResour
         why = ("no reference_dir configured (pipeline.yml reconciliation)" if ref_path is None
                else f"no reference file {ref_path}")
         yield dg.MaterializeResult(metadata={"status": "not run", "why": why})
-        yield dg.AssetCheckResult(passed=True, description=f"not run: {why}", metadata={"status": "skipped"})
+        # a comparison that did not run is never shown green: a warning that says why
+        yield dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                  description=f"not run: {why}", metadata={"status": "skipped", "why": why})
         return
     inst = cfg.instrument(symbol)
     try:

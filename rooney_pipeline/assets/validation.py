@@ -19,7 +19,7 @@ class FeatureValidationConfig(dg.Config):
     month: str | None = None
     """'YYYY-MM'; default from pipeline.yml, else the last full month of data."""
     overlap_dir: str | None = None
-    """Directory of <SYMBOL>_bt.csv from a second vendor; default from pipeline.yml."""
+    """Directory of `<SYMBOL>_bt.csv` from a second vendor; default from pipeline.yml."""
 
 
 def _overlap_dir(rooney: RooneyResource, config: FeatureValidationConfig):

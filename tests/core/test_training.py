@@ -99,6 +99,58 @@ def test_threshold_does_not_depend_on_test_labels(edge_candidates, tcfg):
     assert score2 != score  # while the test score does see the test labels
 
 
+def test_small_forests_are_the_first_trees_and_survivors_are_grown_to_the_full_forest(edge_candidates, tcfg):
+    """P4's lever: a trial that may still be pruned fits a fraction of its forest (exactly the
+    full forest's first trees, same seed); a survivor's forests are grown to full size, which is
+    the forest a full fit gives, so its value is the full forest's objective."""
+    import optuna
+
+    from rooney_core.training.tuning import (
+        create_study,
+        cross_validated,
+        fit_forest,
+        grow_forest,
+        make_objective,
+        run_trials,
+        search_forest,
+        select_params,
+    )
+
+    features = [n for n in REGISTRY.names() if edge_candidates[n].notna().mean() > 0.95]
+    rows = edge_candidates.dropna(subset=features).reset_index(drop=True)
+    train, _, _ = split_holdout(rows, tcfg.holdout_years)
+    data = TradeSet.from_frame(train, features, GLOBEX)
+    params = {"n_estimators": 40, "max_depth": 5, "min_samples_leaf": 50, "max_features": "sqrt",
+              "max_samples": 0.7, "class_weight": "balanced_subsample"}
+    assert search_forest(params, 0.25)["n_estimators"] == 10 and search_forest(params, 0.001)["n_estimators"] == 1
+    small = fit_forest(search_forest(params, 0.25), tcfg.seed, 2, data.x, data.win)
+    full = fit_forest(params, tcfg.seed, 1, data.x, data.win)
+    for a, b in zip(small.estimators_, full.estimators_[:10], strict=False):
+        assert np.array_equal(a.tree_.threshold, b.tree_.threshold) and np.array_equal(a.tree_.value, b.tree_.value)
+    grown = grow_forest(small, 40, 2, data.x, data.win)
+    assert len(grown.estimators_) == 40 and grown.n_jobs == 1 and not grown.warm_start
+    assert np.array_equal(grown.predict_proba(data.x), full.predict_proba(data.x))
+
+    folds = walk_forward_folds(train, 3, 2)
+    fast = tcfg.model_copy(update={"trials": 6, "search_trees": 0.25, "full_forest_top": 0.5})
+    study = create_study(fast, optuna.storages.InMemoryStorage(), "t", pruning=False)
+    run_trials(study, make_objective(data, folds, fast), fast.trials)
+    trials = study.trials
+    assert all(t.user_attrs["search_trees"] == max(1, round(t.params["n_estimators"] * 0.25)) for t in trials)
+    grown_trials = [t for t in trials if t.user_attrs["full_forest"]]
+    # the first n_startup_trials are always grown; later ones only from the top half
+    assert [t.number for t in trials[: fast.pruner.n_startup_trials]] == \
+        [t.number for t in grown_trials[: fast.pruner.n_startup_trials]]
+    for t in grown_trials[:3]:  # a grown trial's value is its full forest's cross-validated objective
+        scores, _ = cross_validated({k: t.params[k] for k in params}, data, folds, fast)
+        assert t.value == pytest.approx(float(np.mean(scores)), abs=1e-12)
+    chosen = select_params(study, data, folds, fast)
+    assert chosen.trial == max(grown_trials, key=lambda t: (t.value, -t.number)).number
+    assert chosen.objective == pytest.approx(trials[chosen.trial].value, abs=1e-12)
+    assert chosen.params["n_estimators"] == trials[chosen.trial].params["n_estimators"]  # the full forest
+    assert select_params(study, data, folds, fast).params == chosen.params  # deterministic
+
+
 def _store_and_validate(store: ModelStore, cands: pd.DataFrame, tcfg, market: Market, data_dir: Path):
     data = ModelData(market, data_dir=data_dir, parity_months=1)
     return train_and_store(cands, "ES", tcfg, data, store, CFG)

@@ -32,13 +32,14 @@ def _free_port() -> int:
 class Dev:
     """`dagster dev` in its own process group."""
 
-    def __init__(self, home: Path, env: dict[str, str]):
+    def __init__(self, home: Path, env: dict[str, str], command: list[str] | None = None):
         self.port = _free_port()
         self.log_path = home / "dev.log"
+        cmd = command or ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                 "-p", str(self.port)], cwd=REPO_ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+                [str(Path(sys.executable).parent / cmd[0]), *cmd[1:], "-p" if cmd[0] == "dagster" else "--port",
+                 str(self.port)], cwd=REPO_ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(home)},
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def gql(self, query: str, variables: dict | None = None) -> dict:

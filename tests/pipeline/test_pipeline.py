@@ -195,6 +195,8 @@ def test_trades_assets_candidates_backtest_and_reconciliation(sample_dirs, mater
     assert bt_meta["model"].value.startswith("unfiltered") and bt_meta["trades"].value > 10
     assert bt_meta["equity_curve"].value.startswith("![")
     assert mats["trade_reconciliation"]["status"].value == "not run"
+    (check,) = [c for c in res.get_asset_check_evaluations() if c.check_name == "matches_reference"]
+    assert not check.passed and check.severity.value == "WARN"  # did not run: never shown as passed
     lake = Lake(lake_dir)
     cands = lake.read("candidates", "ES")
     assert set(REGISTRY.names()) <= set(cands.columns) and (cands["win"] == (cands["pnl_net"] > 0)).all()
@@ -327,3 +329,23 @@ def test_paper_trading_tracks_the_backtest(sample_dirs, tmp_path):
     assert md["trades_difference"].value == 0
     [check] = r.get_asset_check_evaluations()
     assert check.passed and "identical" in check.description
+
+
+def test_asset_groups_follow_the_flow_without_loops():
+    """data -> features -> labels -> models -> backtests -> ...: a group never feeds one that
+    feeds it back (the UI draws groups as boxes in flow order)."""
+    import graphlib
+
+    from rooney_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    needs: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        needs.setdefault(node.group_name, set())
+        for parent in node.parent_keys:
+            if graph.get(parent).group_name != node.group_name:
+                needs[node.group_name].add(graph.get(parent).group_name)
+    order = list(graphlib.TopologicalSorter(needs).static_order())  # CycleError on a loop
+    assert order.index("data") < order.index("features") < order.index("labels") < order.index("models")
+    assert "trades" not in order and order.index("models") < order.index("backtests")

@@ -220,3 +220,49 @@ def test_several_processes_write_one_prediction_log_in_postgres(pg_url, tmp_path
     monkeypatch.delenv("ROONEY_PREDICTION_LOG_URL")
     assert len(db.read_log(paths)) == 0  # the state dir has no log of its own
     assert isinstance(open_log(tmp_path / "unused"), PredictionLog)
+
+
+LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
+  ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+  ... on RunConfigValidationInvalid { errors { message } } } }"""
+RUN = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value } } } }"
+
+
+def test_dg_dev_serves_the_postgres_instance_and_its_daemon_runs_what_the_ui_launches(pg_url, tmp_path):
+    """`dg dev` (the README's primary command) on the production home: the UI's GraphQL launches
+    a partition run, it waits in the queue, the daemon dg dev started runs it, and the run is a
+    row of the PostgreSQL runs table."""
+    import psycopg2
+    from test_daemon import Dev
+
+    home, data = _home(tmp_path), tmp_path / "data"
+    write_sample_data(data, ["ES", "NQ"], "2023-01-02", "2023-06-30", seed=5, edge=1.0, cfg=CFG,
+                      market=load_sample_market(CFG.config_dir), interval_minutes=15)
+    env = {"DAGSTER_PG_URL": pg_url, "ROONEY_DATA_DIR": str(data), "ROONEY_LAKE_DIR": str(tmp_path / "lake"),
+           "ROONEY_MODEL_STORE": str(tmp_path / "models")}
+    dev = Dev(home, env, command=["dg", "dev", "--host", "127.0.0.1"])
+    try:
+        names = dev.wait(lambda: [e["name"] for e in dev.gql(LOCATIONS)["workspaceOrError"]["locationEntries"]], 240)
+        assert len(names) == 1, names
+        params = {"selector": {"repositoryLocationName": names[0], "repositoryName": "__repository__",
+                               "jobName": "bars_job"},
+                  "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "NQ"}]}}
+        out = dev.gql(LAUNCH, {"params": params})["launchRun"]
+        assert out["__typename"] == "LaunchRunSuccess", out
+        run_id = out["run"]["runId"]
+        def finished():
+            st = dev.gql(RUN, {"id": run_id})["runOrError"]["status"]
+            return st if st in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+        assert dev.wait(finished, 300) == "SUCCESS", dev.log_path.read_text(errors="replace")[-4000:]
+        with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT status, partition FROM runs WHERE run_id = %s", (run_id,))
+            assert cur.fetchone() == ("SUCCESS", "NQ")
+            cur.execute("SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'RUN_DEQUEUED'",
+                        (run_id,))
+            assert cur.fetchone()[0] == 1  # queued, then started by dg dev's daemon
+        assert (tmp_path / "lake" / "hourly" / "NQ.parquet").is_file()
+        assert not (home / "history").exists() and not (home / "storage" / "runs").exists()  # no SQLite beside it
+    finally:
+        dev.stop()

@@ -53,7 +53,7 @@ def test_webserver_serves_the_asset_graph(tmp_path):
         assert {"raw_bars", "hourly_bars", "daily_bars", "features", "feature_validation", "candidate_trades",
                 "instrument_backtest", "trade_reconciliation", "veto_model", "promoted_manifest"} <= keys
         groups = {n["groupName"] for n in nodes}
-        assert {"data", "features", "trades", "models"} <= groups
+        assert {"data", "features", "labels", "models", "backtests"} <= groups
     finally:
         proc.terminate()
         try:
