@@ -408,13 +408,13 @@ def test_an_instrument_without_definition_or_mapping_asks_for_definitions(cfg, t
 def test_an_unknown_root_is_an_error_unless_left_out(cfg, tmp_path):
     recs = [_bar(1, "2024-03-07 20:00", 5100, 5101, 5099, 5100.5, 10),
             _bar(9, "2024-03-07 20:00", 110, 111, 109, 110, 10)]
-    path = _write_dbn(tmp_path / "zb.dbn.zst", recs, _es_mapping(("ESH4", 1), ("ZBH4", 9)))
-    with pytest.raises(DatabentoError, match=f"^{re.escape(str(path))}: root 'ZB' of ZBH4 .* not in instruments.yml"):
+    path = _write_dbn(tmp_path / "zw.dbn.zst", recs, _es_mapping(("ESH4", 1), ("ZWH4", 9)))
+    with pytest.raises(DatabentoError, match=f"^{re.escape(str(path))}: root 'ZW' of ZWH4 .* not in instruments.yml"):
         read_databento([path], cfg)
     bars = read_databento([path], cfg, symbols=["ES"])
-    assert list(bars.frames) == ["ES"] and bars.skipped == {"root ZB not selected": 1}
-    with pytest.raises(ConfigError, match="unknown instrument 'ZB'"):
-        read_databento([path], cfg, symbols=["ZB"])
+    assert list(bars.frames) == ["ES"] and bars.skipped == {"root ZW not selected": 1}
+    with pytest.raises(ConfigError, match="unknown instrument 'ZW'"):
+        read_databento([path], cfg, symbols=["ZW"])
 
 
 def test_spreads_are_skipped_and_parent_requests_need_definitions(cfg, tmp_path):
