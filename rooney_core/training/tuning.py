@@ -230,7 +230,7 @@ def make_objective(data: TradeSet, folds: list[Fold], tcfg: TrainingConfig) -> C
         trial.set_user_attr("search_value", search_value)
         if not full:
             earlier = _completed(trial, "search_value")
-            if len(earlier) < tcfg.pruner.n_startup_trials or \
+            if len(earlier) < max(1, tcfg.pruner.n_startup_trials) or \
                     search_value >= float(np.quantile(earlier, 1 - tcfg.full_forest_top)):
                 scores, series = [], []
                 for fold, forest in zip(folds, forests, strict=True):
