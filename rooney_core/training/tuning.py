@@ -263,7 +263,6 @@ class Selection:
     params: dict
     fold_scores: list[float]
     cv_daily: pd.Series
-    search_value: float
 
     @property
     def objective(self) -> float:
@@ -280,7 +279,7 @@ def select_params(study: optuna.Study, data: TradeSet, folds: list[Fold], tcfg: 
     best = min(done, key=lambda t: (-t.value, t.number))
     params = {k: best.params[k] for k in PARAM_NAMES}
     scores, daily = cross_validated(params, data, folds, tcfg)
-    return Selection(best.number, params, scores, daily, float(best.user_attrs.get("search_value", best.value)))
+    return Selection(best.number, params, scores, daily)
 
 
 PG_URL_ENV = "DAGSTER_PG_URL"  # the production instance's database (dagster_home/postgres/dagster.yaml)
