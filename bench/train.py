@@ -13,8 +13,8 @@ on one core).
 Levers measured:
 - pruning across folds (Optuna's MedianPruner, or successive halving);
 - fewer trees while a trial may be pruned (``search_trees``: the first trees of its full
-  forest), the survivors in the top ``full_forest_top`` grown to their full forests (the
-  production settings), or every survivor grown;
+  forest), the survivors that could still be the best grown to their full forests
+  (``grow_startup``, ``grow_sigmas``: the production settings), or every survivor grown;
 - max_samples: the cost of one forest at the search space's low and high end;
 - instruments in parallel processes (not with ``--no-parallel``): the production settings on
   two instruments at once, one core each, against one instrument on two cores.
@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="the reference and the production settings only")
     ap.add_argument("--no-parallel", action="store_true")
+    ap.add_argument("--try", dest="try_", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="an extra variant: training settings over the production ones, e.g. grow_sigmas=0.5")
     ap.add_argument("--one", nargs=2, metavar=("SYMBOL", "CORES"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
@@ -122,7 +124,8 @@ def main() -> None:
     base = base.model_copy(update={"n_jobs": a.cores})
     print(f"input: {a.symbol}, {len(data.win):,} training candidates (before the holdout) x {len(names)} "
           f"features; {len(folds)} folds; {a.trials} trials; seed {base.seed}; production settings: pruner "
-          f"{base.pruner.kind}, search_trees {base.search_trees}, full_forest_top {base.full_forest_top}", flush=True)
+          f"{base.pruner.kind}, search_trees {base.search_trees}, grow_startup {base.grow_startup}, grow_sigmas "
+          f"{base.grow_sigmas}", flush=True)
 
     ms = base.search_space.max_samples
     costs = {f"700 trees, max_samples {m}": forest_seconds(data, folds, base, m, 700) for m in (ms.low, ms.high)}
@@ -137,8 +140,11 @@ def main() -> None:
         rows.append(search(base, data, folds, "successive halving, full forests", pruner=base.pruner.model_copy(
             update={"kind": "successive_halving"}), search_trees=1.0))
         rows.append(search(base, data, folds, "median, 1/4 trees to prune, all grown", search_trees=0.25,
-                           full_forest_top=1.0))
+                           grow_startup=a.trials))
     rows.append(search(base, data, folds, "production settings (defaults.yml)"))
+    for spec in a.try_:
+        over = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in spec.split(","))}
+        rows.append(search(base, data, folds, spec, **over))
 
     parallel = None
     if not a.no_parallel:
@@ -148,7 +154,7 @@ def main() -> None:
                                   stdout=subprocess.PIPE, text=True) for s in (a.symbol, a.pair_symbol)]
         outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
         wall = time.perf_counter() - t0
-        prod = rows[-1]["total_s"]
+        prod = next(r for r in rows if r["variant"].startswith("production"))["total_s"]
         parallel = {"wall_s": wall, "per_instrument_s": wall / 2, "children": outs, "sequential_one_s": prod}
         print(f"parallel: {a.symbol} and {a.pair_symbol} at once, 1 core each: {wall:.0f} s wall, "
               f"{wall / 2:.0f} s per instrument (vs {prod:.0f} s for {a.symbol} alone on {a.cores} cores)")

@@ -9,8 +9,6 @@ value by value here, so a bad entry fails at load, not after minutes of tuning.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -119,7 +117,8 @@ class SearchSpace(Strict):
 
 
 class PrunerConfig(Strict):
-    kind: Literal["median", "successive_halving", "none"] = "median"
+    kind: Literal["median", "percentile", "successive_halving", "none"] = "median"
+    percentile: float = Field(default=50.0, gt=0, lt=100)  # kind percentile: pruned below this percentile
     n_startup_trials: int = Field(default=5, ge=0)
     n_warmup_steps: int = Field(default=1, ge=0)
 
@@ -144,11 +143,13 @@ class TrainingConfig(Strict):
     n_jobs: int = Field(default=1, ge=1)
     pruner: PrunerConfig = PrunerConfig()
     # While a trial may be pruned it fits this fraction of its n_estimators (the first trees of
-    # its full forest: same seed); a trial that is not pruned and ranks in the top
-    # `full_forest_top` of the completed trials is grown to its full forest and scored again,
-    # and only full-forest values compete for the model (tuning.make_objective; bench/train.py).
+    # its full forest: same seed); a trial that is not pruned is grown to its full forest and
+    # scored again if it could still be the best (the first `grow_startup` always; later ones
+    # when small value + mean gain + `grow_sigmas` x the gain's spread reaches the best full
+    # value), and only full-forest values compete for the model (tuning.worth_growing).
     search_trees: float = Field(default=1.0, gt=0, le=1)
-    full_forest_top: float = Field(default=0.5, gt=0, le=1)
+    grow_startup: int = Field(default=3, ge=1)
+    grow_sigmas: float = Field(default=1.0, ge=0)
     storage: str | None = None
     # A study name several processes work on together (each run otherwise tunes in a study of
     # its own, so its result depends only on data, config and seed: R3 does not hold here).
@@ -174,10 +175,9 @@ class TrainingConfig(Strict):
     def hash(self) -> str:
         """What defines the model: where the study is kept is left out (and a storage URL may
         hold a password)."""
-        from rooney_core.model.bundle import hashed_config
+        from rooney_core.model.bundle import config_hash
 
-        dumped = hashed_config(self.model_dump(mode="json"))
-        return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(self.model_dump(mode="json"))
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -198,17 +198,28 @@ def search_forest(params: dict, fraction: float) -> dict:
     return {**params, "n_estimators": max(1, round(params["n_estimators"] * fraction))}
 
 
-def _completed(trial: optuna.Trial, key: str) -> list[float]:
-    return [t.user_attrs[key] for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if key in t.user_attrs]
+def worth_growing(trial: optuna.Trial, search_value: float, tcfg: TrainingConfig) -> bool:
+    """Whether a trial that survived the pruner on small forests could beat the best
+    full-forest value so far once grown. The first ``grow_startup`` such trials are always
+    grown; they give pairs (small-forest value, full-forest value) of the same trials. A later
+    trial is grown when its small value, plus the mean gain from small to full, plus
+    ``grow_sigmas`` standard deviations of that gain, reaches the best full value: a trial
+    that even a lucky growth would not make the best is not worth the rest of its trees."""
+    pairs = [(t.user_attrs["search_value"], t.value)
+             for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+             if t.user_attrs.get("full_forest") and "search_value" in t.user_attrs and t.value is not None]
+    if len(pairs) < max(1, tcfg.grow_startup):
+        return True
+    gains = np.array([full - small for small, full in pairs])
+    spread = float(gains.std(ddof=1)) if len(gains) > 1 else 0.0
+    return search_value + float(gains.mean()) + tcfg.grow_sigmas * spread >= max(full for _, full in pairs)
 
 
 def make_objective(data: TradeSet, folds: list[Fold], tcfg: TrainingConfig) -> Callable[[optuna.Trial], float]:
     """The trial's objective. Its folds are first scored with ``search_trees`` of its forest,
-    and the pruner judges those running means. A trial that is not pruned and whose mean is in
-    the top ``full_forest_top`` of the completed trials (or among the first
-    ``pruner.n_startup_trials``) has every fold's forest grown to the full size (the same
-    forest as a full fit) and scored again: its value is the full forest's, and only such
+    and the pruner judges those running means. A trial that is not pruned and could still be
+    the best once grown (``worth_growing``) has every fold's forest grown to the full size (the
+    same forest as a full fit) and scored again: its value is the full forest's, and only such
     trials can become the model (``select_params``). The others keep their small-forest
     value: they lose to the full ones, and TPE learns from it that their region is worse."""
     def objective(trial: optuna.Trial) -> float:
@@ -228,17 +239,14 @@ def make_objective(data: TradeSet, folds: list[Fold], tcfg: TrainingConfig) -> C
         search_value = float(np.mean(scores))
         trial.set_user_attr("search_trees", small["n_estimators"])
         trial.set_user_attr("search_value", search_value)
-        if not full:
-            earlier = _completed(trial, "search_value")
-            if len(earlier) < max(1, tcfg.pruner.n_startup_trials) or \
-                    search_value >= float(np.quantile(earlier, 1 - tcfg.full_forest_top)):
-                scores, series = [], []
-                for fold, forest in zip(folds, forests, strict=True):
-                    score, thr, daily, _ = fold_fit(params, data, fold, tcfg, grow=forest)
-                    scores.append(score)
-                    series.append(daily)
-                    trial.set_user_attr(f"fold{fold.index}_threshold", thr)
-                full = True
+        if not full and worth_growing(trial, search_value, tcfg):
+            scores, series = [], []
+            for fold, forest in zip(folds, forests, strict=True):
+                score, thr, daily, _ = fold_fit(params, data, fold, tcfg, grow=forest)
+                scores.append(score)
+                series.append(daily)
+                trial.set_user_attr(f"fold{fold.index}_threshold", thr)
+            full = True
         del forests
         cv = sharpe(pd.concat(series).to_numpy())
         trial.set_user_attr("full_forest", full)
@@ -328,6 +336,9 @@ def create_study(tcfg: TrainingConfig, storage, study_name: str, pruning: bool =
     if pruning and tcfg.pruner.kind == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=tcfg.pruner.n_startup_trials,
                                              n_warmup_steps=tcfg.pruner.n_warmup_steps)
+    elif pruning and tcfg.pruner.kind == "percentile":  # median is percentile 50
+        pruner = optuna.pruners.PercentilePruner(tcfg.pruner.percentile, n_startup_trials=tcfg.pruner.n_startup_trials,
+                                                 n_warmup_steps=tcfg.pruner.n_warmup_steps)
     elif pruning and tcfg.pruner.kind == "successive_halving":
         # rungs after n_warmup_steps + 1 folds, then every fold; the better half goes on
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, tcfg.pruner.n_warmup_steps),

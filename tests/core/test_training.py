@@ -132,15 +132,21 @@ def test_small_forests_are_the_first_trees_and_survivors_are_grown_to_the_full_f
     assert np.array_equal(grown.predict_proba(data.x), full.predict_proba(data.x))
 
     folds = walk_forward_folds(train, 3, 2)
-    fast = tcfg.model_copy(update={"trials": 6, "search_trees": 0.25, "full_forest_top": 0.5})
+    fast = tcfg.model_copy(update={"trials": 6, "search_trees": 0.25, "grow_startup": 3,
+                                   "grow_sigmas": 0.0})
     study = create_study(fast, optuna.storages.InMemoryStorage(), "t", pruning=False)
     run_trials(study, make_objective(data, folds, fast), fast.trials)
     trials = study.trials
     assert all(t.user_attrs["search_trees"] == max(1, round(t.params["n_estimators"] * 0.25)) for t in trials)
     grown_trials = [t for t in trials if t.user_attrs["full_forest"]]
-    # the first n_startup_trials are always grown; later ones only from the top half
-    assert [t.number for t in trials[: fast.pruner.n_startup_trials]] == \
-        [t.number for t in grown_trials[: fast.pruner.n_startup_trials]]
+    # the first grow_startup are always grown; later ones only if they could beat the best grown
+    assert [t.number for t in trials[:3]] == [t.number for t in grown_trials[:3]]
+    for t in trials[3:]:
+        before = [u for u in grown_trials if u.number < t.number]
+        gains = [u.value - u.user_attrs["search_value"] for u in before]
+        reach = t.user_attrs["search_value"] + np.mean(gains)  # grow_sigmas 0: the mean gain only
+        assert t.user_attrs["full_forest"] == (reach >= max(u.value for u in before))
+    assert {t.user_attrs["full_forest"] for t in trials[3:]} == {True, False}  # both branches taken
     for t in grown_trials[:3]:  # a grown trial's value is its full forest's cross-validated objective
         scores, _ = cross_validated({k: t.params[k] for k in params}, data, folds, fast)
         assert t.value == pytest.approx(float(np.mean(scores)), abs=1e-12)
@@ -210,6 +216,7 @@ def test_edited_metrics_fail_reproduction_and_a_forced_promotion_needs_a_reason(
     store, edge = edge_stored
     bundle = store.load(edge.name)
     bundle.metrics["selected"]["net_pnl"] += 100.0  # a flattering edit
+    bundle.config = {**bundle.config, "edited": True}  # (else the same model: not stored again)
     report = validate_model(bundle, ModelData(edge_market[1]), CFG)
     repro = report.gate("backtest_reproduction")
     assert not repro.passed and "net_pnl: stored" in repro.detail
@@ -308,7 +315,10 @@ def test_gates_then_paper_then_production_with_a_checklist(edge_market, tcfg, tm
     actions = [(r["action"], r["status"]) for r in store.audit_log()]
     assert actions == [("paper", "done"), ("paper paper", "done"), ("paper passed", "done"), ("promote", "done")]
     # a second version skipping the paper stage by hand: only forced, with the reason recorded
-    second = store.add_version(store.load(name))
+    retrained = store.load(name)
+    retrained.config = {**retrained.config, "retrained": "by hand"}  # another model (an identical one is not stored)
+    second = store.add_version(retrained)
+    assert second != name
     store.write_gate_report(second, json.dumps({**store.gate_report(name), "version": second}), True)
     with pytest.raises(PromotionRefused, match="has not been through the paper stage"):
         promote_version(store, second, by="trader", paper_sessions=3)
