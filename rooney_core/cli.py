@@ -39,7 +39,8 @@ def _cfg(ctx: click.Context):
 
 
 def _say(msg: str) -> None:
-    click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
+    """A progress line in the format of Dagster's console log lines beside it."""
+    click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S %z')} - rooney - INFO - {msg}", err=True)
 
 
 class _RooneyGroup(click.Group):
@@ -636,10 +637,3 @@ def _add_live_commands() -> None:
 
 _add_live_commands()
 
-
-def main() -> None:
-    cli(obj={})
-
-
-if __name__ == "__main__":
-    main()

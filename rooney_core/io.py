@@ -143,16 +143,25 @@ def write_bytes_atomic(data: bytes, target: Path) -> Path:
 
 
 def jsonable(obj):
-    """``obj`` with numpy scalars made plain Python and non-finite floats made None (JSON
-    has no NaN), recursively through dicts, lists and tuples."""
+    """The one JSON-cleaning helper: ``obj`` with numpy scalars and arrays made plain Python,
+    non-finite floats made None (JSON has no NaN: never a number) and times ISO strings,
+    recursively through dicts, lists and tuples."""
+    import datetime as dt
     import math
 
     import numpy as np
+    import pandas as pd
 
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in (obj.tolist() if obj.dtype.kind not in "mM" else obj)]
+    if isinstance(obj, pd.Timestamp | dt.datetime | np.datetime64):
+        return pd.Timestamp(obj).isoformat()
+    if isinstance(obj, dt.date):
+        return obj.isoformat()
     if isinstance(obj, np.bool_ | bool):
         return bool(obj)
     if isinstance(obj, np.integer):

@@ -50,6 +50,14 @@ class SessionCalendar:
         return _minutes(self.open) > _minutes(self.close)
 
     @property
+    def hourly_bars(self) -> int:
+        """Hourly bars in a regular session: the clock hours its minutes touch (Globex
+        17:00 -> 16:00: 23). Feature warm-ups in sessions convert to hourly bars with it."""
+        start = _minutes(self.open)
+        length = (_minutes(self.close) - start) % _MIN_PER_DAY or _MIN_PER_DAY
+        return len({(start + m) // 60 for m in range(length)})
+
+    @property
     def _shift_minutes(self) -> int:
         # Adding this many minutes to a timestamp moves it onto its trading date.
         return (_MIN_PER_DAY - _minutes(self.open)) if self.overnight else 0

@@ -56,20 +56,6 @@ def daily_equity(timestamps: np.ndarray, equity: np.ndarray, calendar: SessionCa
     return pd.Series(equity[last], index=pd.DatetimeIndex(td[last].astype("datetime64[ns]"), name="date"))
 
 
-def daily_pnl_from_trades(trades: pd.DataFrame, calendar: SessionCalendar,
-                          days: pd.DatetimeIndex | None = None) -> pd.Series:
-    """Net P&L booked per trading date of the exit fill (no mark-to-market); days without
-    exits are zero when ``days`` (all trading days of the period) is given."""
-    if len(trades) == 0:
-        pnl = pd.Series(dtype=float)
-    else:
-        td = calendar.trading_date(trades["exit_time"].to_numpy(dtype="datetime64[ns]")).astype("datetime64[ns]")
-        pnl = trades.groupby(td)["pnl_net"].sum()
-    if days is not None:
-        pnl = pnl.reindex(days, fill_value=0.0)
-    return pnl.sort_index()
-
-
 def sharpe(daily_pnl: pd.Series | np.ndarray) -> float:
     x = np.asarray(daily_pnl, dtype=float)
     if len(x) < 2 or np.std(x, ddof=1) == 0:

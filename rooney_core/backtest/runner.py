@@ -9,7 +9,7 @@ are warm at the period's start) and sliced to the period with the bars.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import backtrader as bt
 import numpy as np
@@ -42,7 +42,6 @@ class BacktestResult:
     model_used: str
     open_position: dict | None = None
     bars: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def veto_rate(self) -> float:

@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,6 +93,7 @@ from rooney_core.config import (
     parse_date,
 )
 from rooney_core.errors import ConfigError
+from rooney_core.io import atomic_path
 from rooney_core.sessions import SessionCalendar
 
 SAMPLE_MARKET_FILE = "sample_market.yml"
@@ -782,7 +782,7 @@ def _arrow_table(bars: _Bars) -> pa.Table:
 
 
 def _write_csv(path: Path, bars: _Bars) -> None:
-    """Write one raw CSV atomically (temp file in the same directory, then os.replace)."""
+    """Write one raw CSV atomically (``rooney_core.io.atomic_path``)."""
     table = _arrow_table(bars)
     opts = pacsv.WriteOptions(include_header=False, quoting_style="none")
 
@@ -791,19 +791,12 @@ def _write_csv(path: Path, bars: _Bars) -> None:
         pacsv.write_csv(table.slice(i, _WRITE_CHUNK_ROWS), sink, write_options=opts)
         return sink.getvalue().to_pybytes()
 
-    # A unique name in the same directory (so os.replace is atomic); "xb" honours the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write((",".join(COLUMNS) + "\n").encode())
-            # Arrow formats in C without the GIL: format chunks on all cores, write in order.
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                for data in pool.map(chunk, range(0, len(table), _WRITE_CHUNK_ROWS)):
-                    f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write((",".join(COLUMNS) + "\n").encode())
+        # Arrow formats in C without the GIL: format chunks on all cores, write in order.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for data in pool.map(chunk, range(0, len(table), _WRITE_CHUNK_ROWS)):
+                f.write(data)
 
 
 def write_sample_data(

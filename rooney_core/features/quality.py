@@ -9,7 +9,7 @@ from rooney_core.features.registry import FeatureRegistry
 
 
 def feature_problems(frame: pd.DataFrame, registry: FeatureRegistry, has_pair: bool,
-                     bars_per_session: int = 23) -> list[str]:
+                     bars_per_session: int) -> list[str]:
     """Problems: infinities anywhere; missing values after a feature's warm-up (pair
     features may be missing where the pair's bar is stale or absent, and entirely when the
     instrument has no pair)."""

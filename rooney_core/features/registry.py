@@ -198,8 +198,8 @@ class FeatureRegistry:
             return list(self._features.values())
         return [self[n] for n in selection]
 
-    def warmup_bars(self, names: Iterable[str] | str = "all", bars_per_session: int = 23) -> int:
-        """Hourly bars of history the live engine must hold for these features."""
+    def warmup_bars(self, bars_per_session: int, names: Iterable[str] | str = "all") -> int:
+        """Hourly bars of history these features need (``SessionCalendar.hourly_bars`` per session)."""
         return max(f.warmup.bars(bars_per_session) for f in self.select(names))
 
     def compute(self, x: FeatureInputs, names: Iterable[str] | str = "all") -> pd.DataFrame:

@@ -41,6 +41,12 @@ class FeatureValidationReport:
     def passed(self) -> bool:
         return not self.failing_features
 
+    @property
+    def code_disagrees(self) -> bool:
+        """Our features differ from TA-Lib's on the same bars: our code is wrong (a second
+        vendor's disagreement may be the vendor's data)."""
+        return not bool(self.talib["passed"].all()) if len(self.talib) else False
+
     def summary(self) -> str:
         if self.passed:
             src = "second source and TA-Lib" if self.has_second_source else "TA-Lib (no second source)"
@@ -82,7 +88,7 @@ def compare_features(
     history_bars_theirs: int,
     tolerance: float,
     min_agreement: float,
-    bars_per_session: int = 23,
+    bars_per_session: int,
 ) -> pd.DataFrame:
     """Per-feature agreement of two feature frames over the same bars (the month)."""
     common = ours.index.intersection(theirs.index)
@@ -173,7 +179,8 @@ def validate_month(
         if not tmask.any():
             notes.append(f"the second source has no bars in {month}")
         comparison = compare_features(
-            ours_month, theirs_all[tmask], registry, history, tolerance, min_agreement
+            ours_month, theirs_all[tmask], registry, history, tolerance, min_agreement,
+            ours_inputs.calendar.hourly_bars,
         )
     else:
         notes.append("no second source configured: only the TA-Lib comparison ran")

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import socket
 from datetime import UTC, datetime
@@ -47,24 +46,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from rooney_core.io import write_bytes_atomic
+from rooney_core.io import jsonable, write_bytes_atomic
 
 SEGMENT_SUFFIX = ".jsonl"
-
-
-def _jsonable(v: Any) -> Any:
-    """JSON for a record field: NaN and inf become null (never a number), times ISO strings."""
-    if isinstance(v, list | tuple) or (hasattr(v, "tolist") and getattr(v, "ndim", 0) > 0):
-        return [_jsonable(x) for x in (v.tolist() if hasattr(v, "tolist") else v)]
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, pd.Timestamp | datetime):
-        return pd.Timestamp(v).isoformat()
-    if hasattr(v, "item"):  # numpy scalar or datetime64
-        if str(getattr(v, "dtype", "")).startswith("datetime64"):
-            return pd.Timestamp(v).isoformat()
-        return _jsonable(v.item())
-    return v
 
 
 class PredictionLog:
@@ -234,7 +218,7 @@ def _pg_events(url: str) -> pd.DataFrame:
 def _new_record(event: str, fields: dict[str, Any], seen: set[str]) -> dict | None:
     """The record to write, stamped ``logged_at``; None if an identical one was written before
     a restart (``remember``: ``seen`` holds their bodies, each skipped once)."""
-    rec = {"event": event, **{k: _jsonable(v) for k, v in fields.items()}}
+    rec = {"event": event, **{k: jsonable(v) for k, v in fields.items()}}
     if seen:
         body = _body(rec)
         if body in seen:

@@ -5,7 +5,7 @@ and it does so only for bytes whose sha256 the store has checked (``store``)."""
 
 from rooney_core.model.bundle import BundleError, VetoBundle, code_version, library_versions
 from rooney_core.model.bundle_file import UnsafeBundleError, load_bundle_file
-from rooney_core.model.store import ModelIntegrityError, ModelStore, ModelStoreError, default_store_root
+from rooney_core.model.store import ModelIntegrityError, ModelStore, ModelStoreError
 
 __all__ = [
     "BundleError",
@@ -15,7 +15,6 @@ __all__ = [
     "UnsafeBundleError",
     "VetoBundle",
     "code_version",
-    "default_store_root",
     "library_versions",
     "load_bundle_file",
 ]

@@ -155,6 +155,12 @@ def hashed_config(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in UNHASHED_CONFIG_KEYS}
 
 
+def config_hash(config: dict) -> str:
+    """The one config hash: 16 hex digits of the model-defining part of a (JSON-dumped)
+    training config. Where the study is kept is left out (a storage URL may hold a password)."""
+    return hashlib.sha256(json.dumps(hashed_config(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -165,8 +171,8 @@ class VetoBundle:
     ``predict_proba(X)`` takes rows in ``feature_names`` order, shape (n, len(feature_names)),
     and returns P(win) = P(class 1) per row; a row with a missing (NaN) feature gets NaN,
     which never passes a threshold, so a missing feature vetoes (parity rule 6).
-    ``fill_values`` (feature -> value) are recorded for training configs that allow filling
-    and applied only by ``fill_missing``; empty means every missing feature vetoes.
+    ``fill_values`` (feature -> value) is part of the stored format and always empty today:
+    nothing fills a missing feature (no silent zero-filling), it vetoes.
     """
 
     bundle_format = 2  # 2: bundle.skops (see bundle_file.py); 1 was a joblib pickle
@@ -233,15 +239,6 @@ class VetoBundle:
         if ok.any():  # never let the forest route a NaN down a default branch
             p[ok] = self.estimator.predict_proba(x[ok])[:, 1]
         return p
-
-    def fill_missing(self, X: np.ndarray) -> np.ndarray:
-        """A copy of X with NaN replaced by the recorded fill values; features without one stay NaN."""
-        x = np.array(X, dtype=float, copy=True)
-        for j, name in enumerate(self.feature_names):
-            if name in self.fill_values:
-                col = x[..., j]
-                col[np.isnan(col)] = self.fill_values[name]
-        return x
 
     def fields(self) -> dict[str, Any]:
         """The constructor's arguments: what a stored bundle holds."""

@@ -36,7 +36,6 @@ class PrecomputedFeatures:
     """Research source: a feature frame computed once by the registry, one row per bar."""
 
     def __init__(self, frame: pd.DataFrame):
-        self.frame = frame
         self.names = list(frame.columns)
         self._values = frame.to_numpy(dtype=np.float64)
         self._index = frame.index.values
@@ -46,9 +45,6 @@ class PrecomputedFeatures:
 
     def timestamp(self, i: int) -> np.datetime64:
         return self._index[i]
-
-    def column(self, name: str) -> np.ndarray:
-        return self._values[:, self.names.index(name)]
 
 
 class IbsStrategy(bt.Strategy):

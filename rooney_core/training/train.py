@@ -21,7 +21,7 @@ from rooney_core.errors import RooneyError
 from rooney_core.features import REGISTRY, REGISTRY_VERSION
 from rooney_core.io import jsonable
 from rooney_core.model import VetoBundle
-from rooney_core.model.bundle import hashed_config
+from rooney_core.model.bundle import config_hash
 from rooney_core.redact import redact_url
 from rooney_core.sessions import SessionCalendar
 from rooney_core.training.config import TrainingConfig, training_features
@@ -111,10 +111,11 @@ def train_veto_model(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, mar
     features = training_features(tcfg, REGISTRY.names())
     rows = usable_rows(cands, features)
     if len(rows) == 0:
-        longest = max(features, key=lambda n: REGISTRY[n].warmup.bars(23))
+        per_session = calendar.hourly_bars
+        longest = max(features, key=lambda n: REGISTRY[n].warmup.bars(per_session))
         raise TrainingError(f"{symbol}: none of {len(cands)} candidates has every training feature; the "
                             f"data may be shorter than the warm-up (e.g. {longest}: "
-                            f"{REGISTRY[longest].warmup.bars(23)} hourly bars)")
+                            f"{REGISTRY[longest].warmup.bars(per_session)} hourly bars)")
     train_df, hold_df, hold_start = split_holdout(rows, tcfg.holdout_years, tcfg.embargo_days, calendar)
     if len(train_df) < tcfg.min_trades_per_fold * (tcfg.folds + 1) or len(hold_df) == 0:
         raise TrainingError(f"{symbol}: too few labelled signals to train ({len(train_df)} in training, "
@@ -183,12 +184,6 @@ def make_bundle(result: TrainingResult, trained_at: str | None = None) -> VetoBu
     return VetoBundle(symbol=result.symbol, estimator=result.estimator, feature_names=result.feature_names,
                       threshold=result.threshold, registry_version=REGISTRY_VERSION,
                       feature_schema_hash=result.schema_hash, data_hash=result.data_hash,
-                      config={**result.config, "config_hash": _config_hash(result.config),
+                      config={**result.config, "config_hash": config_hash(result.config),
                               "best_params": result.best_params}, metrics=jsonable(result.metrics),
                       trained_at=trained_at)
-
-
-def _config_hash(config: dict) -> str:
-    import json
-
-    return hashlib.sha256(json.dumps(hashed_config(config), sort_keys=True).encode()).hexdigest()[:16]

@@ -33,7 +33,10 @@ def load_pair_hourly(context, rooney: RooneyResource, symbol: str) -> tuple[str 
     kinds={"parquet"},
     deps=[dg.AssetDep("hourly_bars", partition_mapping=pair_mapping())],
     description="Every selected registry feature, one row per hourly bar, as of its close.",
-    check_specs=[dg.AssetCheckSpec("features_are_complete", asset="features", blocking=True)],
+    check_specs=[dg.AssetCheckSpec("features_are_complete", asset="features", blocking=True,
+                                   partitions_def=instrument_partitions,
+                                   description="No infinite value anywhere and no missing value after each "
+                                   "feature's warm-up (pair features excepted where the pair is stale).")],
 )
 def features(context: dg.AssetExecutionContext, rooney: RooneyResource):
     cfg = rooney.cfg
@@ -41,8 +44,10 @@ def features(context: dg.AssetExecutionContext, rooney: RooneyResource):
     names = selected_features(cfg.features.selection)
     hourly = rooney.lake.read("hourly", symbol)
     pair, pair_hourly = load_pair_hourly(context, rooney, symbol)
-    frame = REGISTRY.compute(instrument_inputs(cfg, symbol, hourly, pair_hourly), names)
-    problems = feature_problems(frame, REGISTRY, has_pair=pair_hourly is not None)
+    inputs = instrument_inputs(cfg, symbol, hourly, pair_hourly)
+    frame = REGISTRY.compute(inputs, names)
+    problems = feature_problems(frame, REGISTRY, has_pair=pair_hourly is not None,
+                                bars_per_session=inputs.calendar.hourly_bars)
     check = dg.AssetCheckResult(
         check_name="features_are_complete",
         passed=not problems,

@@ -137,11 +137,12 @@ def test_changing_future_bars_changes_no_past_value(short_bars, short_features, 
 @given(frac=st.floats(min_value=0.0, max_value=1.0))
 def test_every_feature_from_its_warmup_buffer_equals_full_history(long_bars, long_features, frac):
     own, pair = long_bars
-    needed = REGISTRY.warmup_bars()
+    assert GLOBEX.hourly_bars == 23  # 17:00 -> 16:00
+    needed = REGISTRY.warmup_bars(GLOBEX.hourly_bars)
     assert needed < len(own), "fixture too short for the declared warm-ups"
     t = needed + int(frac * (len(own) - 1 - needed))
     for feature in REGISTRY:
-        w = feature.warmup.bars(bars_per_session=23)
+        w = feature.warmup.bars(bars_per_session=GLOBEX.hourly_bars)
         buf = own.iloc[t - w + 1 : t + 1]
         # the live engine holds the pair over the same time span as the instrument
         pbuf = pair.loc[buf.index[0] - pd.Timedelta(STALENESS) : buf.index[-1]]

@@ -106,8 +106,8 @@ def _reference_row(fields: list[bytes]) -> tuple | None:
 
 
 def rows_of(bars: RawBars) -> list[tuple]:
-    ts = bars.timestamp.astype("datetime64[s]").astype(np.int64)
-    cols = [bars.column(n) for n in ("open", "high", "low", "close", "volume")]
+    ts = bars.table.column("timestamp").to_numpy().astype("datetime64[s]").astype(np.int64)
+    cols = [bars.table.column(n).to_numpy() for n in ("open", "high", "low", "close", "volume")]
     return [(int(t), *(float(c[i]) for c in cols)) for i, t in enumerate(ts)]
 
 
@@ -218,9 +218,9 @@ def test_corruption_with_every_repair_on_never_crashes(scratch, data):
     result = check_paths_agree(scratch, LENIENT)
     if isinstance(result, DataValidationError):
         return
-    ts = result.timestamp.astype("datetime64[s]").astype(np.int64)
+    ts = result.table.column("timestamp").to_numpy().astype("datetime64[s]").astype(np.int64)
     assert len(ts) and (np.diff(ts) > 0).all() and (ts % 60 == 0).all()
-    values = np.column_stack([result.column(n) for n in ("open", "high", "low", "close", "volume")])
+    values = np.column_stack([result.table.column(n).to_numpy() for n in ("open", "high", "low", "close", "volume")])
     assert np.isfinite(values).all() and (values[:, :4] > 0).all() and (values[:, 4] >= 0).all()
     lines = {r[0]: r for r in (reference_line(line) for line in data.splitlines()) if r is not None}
     for row in rows_of(result):  # every bar kept is one line of the file, read verbatim

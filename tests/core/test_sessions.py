@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import time
+
 import numpy as np
 import pandas as pd
 from builders import GLOBEX
 
-from rooney_core.sessions import hour_label
+from rooney_core.sessions import SessionCalendar, hour_label
 
 
 def ts(*values: str) -> np.ndarray:
@@ -47,3 +49,11 @@ def test_utc_live_feed_converts_with_dst():
     local = GLOBEX.to_exchange_time(pd.to_datetime(["2024-01-15 14:00", "2024-07-15 14:00"]))
     assert [t.hour for t in local] == [8, 9]
     assert local.tz is None
+
+
+def test_hourly_bars_per_session_come_from_the_calendar():
+    """Feature warm-ups in sessions convert to hourly bars with this, not a constant 23."""
+    assert GLOBEX.hourly_bars == 23  # 17:00 -> 16:00
+    assert SessionCalendar("America/Chicago", time(8, 30), time(15, 15)).hourly_bars == 8  # 08 .. 15
+    assert SessionCalendar("America/New_York", time(9, 30), time(16, 0)).hourly_bars == 7  # 09 .. 15
+    assert SessionCalendar("Europe/London", time(0, 0), time(0, 0)).hourly_bars == 24
