@@ -128,40 +128,35 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
     if port:
         say(f"portfolio: {port.get('version')} ({port.get('promoted')}); production portfolio "
             f"{store.production_portfolio() or 'none'}; report {port.get('report')}")
+    say(f"browse the runs, lineage and plots: DAGSTER_HOME={home} uv run --frozen dg dev  (then http://127.0.0.1:3000)")
     return ok
 
 
 def _print_summary(results: dict[str, dict[str, object]], say: Callable[[str], None]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """One row per instrument, within 100 columns (a normal terminal)."""
+    cols = (("inst", 5, "<"), ("hourly bars", 11, ">"), ("feat", 4, ">"), ("val", 4, "<"), ("signals", 7, ">"),
+            ("win", 6, ">"), ("model", 8, "<"), ("Sharpe on/off", 13, ">"), ("DSR", 5, ">"), ("trades", 7, ">"),
+            ("P&L $", 9, ">"))
 
-    t = Table(title="Rooney demo")
-    for col in ("instrument", "hourly bars", "features", "validation", "candidates (win rate)", "model",
-                "holdout Sharpe sel/all", "DSR", "backtest (model)", "trades", "net P&L $", "Sharpe"):
-        t.add_column(col)
+    def line(values) -> str:
+        return "  ".join(f"{str(v)[:w]:{how}{w}}" for v, (_, w, how) in zip(values, cols, strict=True)).rstrip()
+
+    rows = [line(c[0] for c in cols), "-" * len(line(c[0] for c in cols))]
     for sym, r in results.items():
         hb = r.get("hourly_bars", {}) or {}
         fe = r.get("features", {}) or {}
-        fv = r.get("feature_validation", {}) or {}
         ca = r.get("candidate_trades", {}) or {}
         bt = r.get("instrument_backtest", {}) or {}
         vm = r.get("veto_model", {}) or {}
         agree = r.get("check:features_agree:feature_validation")
-        t.add_row(
-            sym,
-            f"{hb.get('rows', '-')} ({str(hb.get('first_bar', '-'))[:4]}-{str(hb.get('last_bar', '-'))[:4]})",
-            f"{fe.get('features', '-')}",
-            f"{fv.get('month', '-')}: {'agree' if agree else 'DISAGREE' if agree is False else '-'}",
-            f"{ca.get('trades', '-')} ({_fmt(ca.get('win_rate'), '.1%')})",
-            str(vm.get("version", "-")),
+        rows.append(line((
+            sym, _fmt(hb.get("rows"), ","), fe.get("features", "-"), "ok" if agree else "FAIL" if agree is False else "-",
+            _fmt(ca.get("trades"), ","), _fmt(ca.get("win_rate"), ".1%"), vm.get("version", "-"),
             f"{_fmt(vm.get('holdout_sharpe_selected'), '.2f')} / {_fmt(vm.get('holdout_sharpe_all'), '.2f')}",
-            _fmt(vm.get("deflated_sharpe"), ".2f"),
-            f"{str(bt.get('period', '-'))[:10]}.. ({bt.get('model', '-')})",
-            str(bt.get("trades", "-")),
-            _fmt(bt.get("net_pnl"), ",.0f"),
-            _fmt(bt.get("sharpe"), ".2f"),
-        )
-    Console(stderr=True, width=200).print(t)
+            _fmt(vm.get("deflated_sharpe"), ".2f"), _fmt(bt.get("trades"), ","), _fmt(bt.get("net_pnl"), ",.0f"))))
+    say("Rooney demo\n" + "\n".join(rows))
+    say("val: features agree with the second source over the validation month; DSR: deflated Sharpe")
+    say("Sharpe on/off: holdout veto-on / veto-off backtest; trades, P&L: the production model's backtest")
 
 
 def _fmt(value, spec: str) -> str:

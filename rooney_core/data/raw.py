@@ -93,13 +93,6 @@ class RawBars:
     def __len__(self) -> int:
         return self.table.num_rows
 
-    def column(self, name: str) -> np.ndarray:
-        return self.table.column(name).to_numpy()
-
-    @property
-    def timestamp(self) -> np.ndarray:
-        return self.column("timestamp")
-
     @property
     def first_timestamp(self) -> np.datetime64:
         return self.table.column("timestamp")[0].as_py()
@@ -250,8 +243,7 @@ def _check_header(path: Path, repairs: Repairs, problems: _Problems) -> tuple[li
                 "the file starts with a UTF-8 byte-order mark; save it without BOM "
                 "or set data.repairs.bom: strip",
                 line=1,
-            )
-            return [], 0
+            )  # not fatal: the rest of the file is still checked, so every problem is named
         skip = 3
     # the header ends at \n, \r\n or \r, as for the parser
     line = (head[skip:].splitlines() or [b""])[0]
@@ -483,7 +475,8 @@ def _parse(
         except pa.ArrowInvalid:
             log.info("%s: fast parse failed, scanning lines to locate every problem", path)
     kept, lines, repaired = _scan_lines(path, names, skip, repairs, problems)
-    problems.raise_if_any()
+    # bad lines are named and left out; the value rules then run on the rest (the caller
+    # raises with every problem at once)
     try:
         table = _parse_fast(_csv(kept), names)
     except pa.ArrowInvalid as exc:
@@ -493,7 +486,7 @@ def _parse(
         problems.add("unparseable", f"the parser rejects this line: {_excerpt(str(exc), 120)}",
                      line=int(lines[i - 1]) if i else 1)
         problems.raise_if_any()
-    if skip:
+    if skip and repairs.bom == "strip":
         repaired["bom_stripped"] = 1
     return table, lines, repaired
 
@@ -542,14 +535,16 @@ def read_raw_bars(
 
 def _read(path: Path, calendar: SessionCalendar, repairs: Repairs, years: _Years, problems: _Problems) -> RawBars:
     names, skip = _check_header(path, repairs, problems)
-    problems.raise_if_any()
+    if not names or any(p.rule != "bom" for p in problems.items):
+        problems.raise_if_any()  # no header to read the rows by: nothing more can be checked
     table, lines, repaired = _parse(path, names, skip, repairs, problems)
     n = table.num_rows
     if n == 0:
-        problems.add("empty-file", "the file has a header but no rows", line=2)
+        if not problems.items:
+            problems.add("empty-file", "the file has a header but no rows", line=2)
         problems.raise_if_any()
     table = table.rename_columns(list(BAR_FIELDS))
-    if not repaired:
+    if not repaired and not problems.items:
         interval = _quick_check(table, calendar, repairs, years)
         if interval is not None:  # the common case: a clean file, validated chunk by chunk
             return RawBars(str(path), table, interval, rows_read=n)
@@ -715,20 +710,19 @@ def _validate_arrays(
         problems.add_many(
             "interval", off, lines, ts, lambda i: f"timestamp is not on the {interval}-minute grid"
         )
-    problems.raise_if_any()
 
     out = np.flatnonzero(~calendar.in_session(ts))
+    if len(out) and repairs.out_of_session == "error":
+        problems.add_many(
+            "out-of-session",
+            out,
+            lines,
+            ts,
+            lambda i: f"bar lies outside the {calendar.open:%H:%M}-{calendar.close:%H:%M} "
+            f"{calendar.timezone} session (maintenance break or weekend)",
+        )
+    problems.raise_if_any()  # every rule has run: all problems at once
     if len(out):
-        if repairs.out_of_session == "error":
-            problems.add_many(
-                "out-of-session",
-                out,
-                lines,
-                ts,
-                lambda i: f"bar lies outside the {calendar.open:%H:%M}-{calendar.close:%H:%M} "
-                f"{calendar.timezone} session (maintenance break or weekend)",
-            )
-            problems.raise_if_any()
         keep = np.ones(len(ts), dtype=bool)
         keep[out] = False
         ts, o, h, lo, c, v = (a[keep] for a in (ts, o, h, lo, c, v))

@@ -38,13 +38,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,8 @@ PORTFOLIO_RECORDS = "portfolios.log"
 PORTFOLIO = "portfolio"  # the manifest section and audit-log symbol of portfolio versions
 _TMP_DIR = re.compile(r"\.tmp-[A-Za-z0-9]+-(?P<pid>\d+)-(?P<host>.+)-[^-]+")  # fullmatch
 
+log = logging.getLogger(__name__)
+
 
 class ModelStoreError(RooneyError):
     """A version or instrument is unknown, or a store operation cannot proceed."""
@@ -84,15 +87,6 @@ class ModelStoreError(RooneyError):
 
 class ModelIntegrityError(ModelStoreError):
     """A stored bundle cannot be shown to be the one that was stored (or promoted)."""
-
-
-def default_store_root(repo_root: str | os.PathLike[str]) -> Path:
-    """``$ROONEY_MODEL_STORE`` (relative to the repository root), else ``<repo>/dagster_home/storage/models``."""
-    env = os.environ.get("ROONEY_MODEL_STORE")
-    if env:
-        path = Path(os.path.expandvars(env)).expanduser()
-        return path if path.is_absolute() else (Path(repo_root) / path).resolve()
-    return Path(repo_root) / "dagster_home" / "storage" / "models"
 
 
 def _utc_now() -> str:
@@ -196,18 +190,26 @@ class ModelStore:
 
     # ---- versions -------------------------------------------------------------------------
 
-    def add_version(self, bundle: VetoBundle, extra_files: dict[str, bytes] | None = None) -> str:
-        """Store ``bundle`` (and extra files) as a new immutable version; returns its name."""
+    def version_with_content(self, symbol: str, content_hash: str) -> str | None:
+        """The stored version of ``symbol`` whose bundle has ``content_hash`` (what defines the
+        model: the same data, config and seed give the same hash), or None."""
+        present = {name for _, _, name in self._names(symbol)}
+        for name, rec in self.records().items():
+            if name in present and rec.get("content_hash") == content_hash and not rec.get("conflicting"):
+                return name
+        return None
+
+    def add_version(self, bundle: VetoBundle,
+                    extra_files: dict[str, bytes] | Callable[[str], dict[str, bytes]] | None = None) -> str:
+        """Store ``bundle`` (and extra files) as a new immutable version; returns its name.
+        ``extra_files`` may be a function of the version's name (a report titled with it),
+        called once the name is fixed. A bundle identical to a stored version (same content
+        hash) is not stored again: that version's name is returned, with a warning."""
         if not isinstance(bundle, VetoBundle):
             raise ModelStoreError(f"add_version: expected a VetoBundle, got {type(bundle).__name__}")
-        extra = dict(extra_files or {})
-        reserved = (BUNDLE_FILE, LEGACY_BUNDLE_FILE, METADATA_FILE)
-        for fname, data in extra.items():
-            if Path(fname).name != fname or fname.startswith(".") or fname in reserved:
-                raise ModelStoreError(f"add_version: extra file name {fname!r} must be a plain file name "
-                                      f"other than {', '.join(reserved)}")
-            if not isinstance(data, (bytes, bytearray)):
-                raise ModelStoreError(f"add_version: extra file {fname!r} must be bytes")
+        if not callable(extra_files):
+            static = self._checked_extra(dict(extra_files or {}))
+            extra_files = lambda _name: static  # noqa: E731
         symbol = bundle.symbol
         data = dump_bundle(bundle)
         sha256 = hashlib.sha256(data).hexdigest()
@@ -217,15 +219,20 @@ class ModelStore:
         tmp = make_temp_dir(self.versions_dir, f".tmp-{symbol}-{os.getpid()}-{host_tag()}-")
         try:
             write_file_synced(tmp / BUNDLE_FILE, data)
-            for fname, blob in extra.items():
-                write_file_synced(tmp / fname, bytes(blob))
-            record = {"symbol": symbol, "sha256": sha256, "content_hash": bundle.content_hash(),
-                      "created_at": _utc_now(),
-                      "extra_files": {f: hashlib.sha256(d).hexdigest() for f, d in sorted(extra.items())}}
+            record = {"symbol": symbol, "sha256": sha256, "content_hash": bundle.content_hash()}
             with self._lock():
+                same = self.version_with_content(symbol, record["content_hash"])
+                if same is not None:
+                    log.warning("%s: identical to %s (content hash %s); not stored again", symbol, same,
+                                record["content_hash"][:12])
+                    return same
                 n = self._next_number(symbol)
                 name = f"{symbol}_v{n}"
-                record = {"version": name, "number": n, **record}
+                extra = self._checked_extra(dict(extra_files(name)))
+                for fname, blob in extra.items():
+                    write_file_synced(tmp / fname, bytes(blob))
+                record = {"version": name, "number": n, **record, "created_at": _utc_now(),
+                          "extra_files": {f: hashlib.sha256(d).hexdigest() for f, d in sorted(extra.items())}}
                 meta = {**bundle.metadata(), **record}
                 write_file_synced(tmp / METADATA_FILE,
                                   json.dumps(meta, indent=2, sort_keys=True, default=json_default).encode())
@@ -239,6 +246,17 @@ class ModelStore:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _checked_extra(extra: dict) -> dict:
+        reserved = (BUNDLE_FILE, LEGACY_BUNDLE_FILE, METADATA_FILE)
+        for fname, data in extra.items():
+            if Path(fname).name != fname or fname.startswith(".") or fname in reserved:
+                raise ModelStoreError(f"add_version: extra file name {fname!r} must be a plain file name "
+                                      f"other than {', '.join(reserved)}")
+            if not isinstance(data, (bytes, bytearray)):
+                raise ModelStoreError(f"add_version: extra file {fname!r} must be bytes")
+        return extra
 
     def _names(self, symbol: str | None = None) -> list[tuple[str, int, str]]:
         """(symbol, N, name) of every version directory, sorted; temporary directories and

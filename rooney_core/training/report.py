@@ -87,17 +87,18 @@ def plot_holdout_equity(result: TrainingResult) -> bytes:
     return _png(fig)
 
 
-def build_report(result: TrainingResult, version: str, gates=None
+def build_report(result: TrainingResult, version: str, gates=None, plots: dict[str, bytes] | None = None
                  ) -> tuple[dict[str, bytes], dict[str, pd.DataFrame], str]:
-    """(plots by name, tables by name, HTML text); ``gates`` (a GateReport) adds its table."""
+    """(plots by name, tables by name, HTML text); ``gates`` (a GateReport) adds its table;
+    ``plots`` made by an earlier call are reused (they do not depend on the version)."""
     importance = importance_table(result)
-    params = param_importance(result.study)
-    plots = {
-        "holdout_equity": plot_holdout_equity(result),
-        "feature_importance": plot_importance(importance),
-        "optimisation": plot_history(result.study, params),
-        "calibration": plot_calibration(result),
-    }
+    if plots is None:
+        plots = {
+            "holdout_equity": plot_holdout_equity(result),
+            "feature_importance": plot_importance(importance),
+            "optimisation": plot_history(result.study, param_importance(result.study)),
+            "calibration": plot_calibration(result),
+        }
     m = result.metrics
     perf = pd.DataFrame({"veto-on backtest": m["selected"], "veto-off backtest": m["all"]})
     scores = pd.Series({k: m[k] for k in ("holdout_start", "threshold", "psr_vs_zero", "psr_vs_unfiltered",

@@ -28,6 +28,7 @@ class StoredVersion:
     report: GateReport
     plots: dict[str, bytes]
     tables: dict[str, pd.DataFrame]
+    duplicate: bool = False  # the model is identical to the stored version ``name``: not stored again
 
     @property
     def failed_gates(self) -> list[str]:
@@ -42,16 +43,35 @@ def train_and_store(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, data
     result = train_veto_model(cands, symbol, tcfg, data.market, store.root / "studies" / f"{symbol}.journal",
                               progress=progress)
     bundle = make_bundle(result)
+    same = store.version_with_content(symbol, bundle.content_hash())
+    if same is not None:  # same data, config and seed: the same model; say so, store nothing
+        say = progress or (lambda _m: None)
+        say(f"{symbol}: the trained model is identical to {same} (content hash {bundle.content_hash()[:12]}: "
+            "same data, config and seed); not stored again")
+        known = store.gate_report(same)
+        if known is not None:
+            report = GateReport.from_dict(known)
+        else:  # stored, but its gates never ran (a run killed in between)
+            report = validate_model(bundle, replace(data, store=store), cfg, progress=progress)
+            report.version = same
+            store.write_gate_report(same, report_json(report), report.passed)
+        plots, tables, _ = build_report(result, same, report)
+        return StoredVersion(same, result, bundle, report, plots, tables, duplicate=True)
     report = validate_model(bundle, replace(data, store=store), cfg, progress=progress)
-    plots, tables, doc = build_report(result, f"{symbol} veto model {bundle.content_hash()[:12]}", report)
+    plots, tables, _ = build_report(result, symbol, report)
     holdout = io.BytesIO()
     result.holdout.to_parquet(holdout, index=False)
     trades = io.BytesIO()
     result.holdout_trades.to_parquet(trades, index=False)
-    extra = {"report.html": doc.encode(), **{f"{k}.png": v for k, v in plots.items()},
+    extra = {**{f"{k}.png": v for k, v in plots.items()},
              "holdout.parquet": holdout.getvalue(), "holdout_trades.parquet": trades.getvalue(),
              REFERENCE_FILE: reference_bytes(training_reference(cands, result, tcfg, data))}
-    name = store.add_version(bundle, extra_files=extra)
+
+    def files(name: str) -> dict[str, bytes]:  # the report is titled with the version's name
+        report.version = name
+        return {"report.html": build_report(result, name, report, plots)[2].encode(), **extra}
+
+    name = store.add_version(bundle, extra_files=files)
     report.version = name
     store.write_gate_report(name, report_json(report), report.passed)
     return StoredVersion(name, result, bundle, report, plots, tables)

@@ -75,11 +75,15 @@ def _bar_check(df, name: str) -> dg.AssetCheckResult:
         dg.AssetSpec("hourly_bars", deps=["raw_bars"], group_name="data", kinds={"parquet"},
                      description="Hourly bars [HH:00, HH+1:00) labelled by start, inside Globex sessions."),
         dg.AssetSpec("daily_bars", deps=["raw_bars"], group_name="data", kinds={"parquet"},
-                     description="One bar per trading session (17:00 -> 16:00), labelled by trading date."),
+                     description="One bar per trading session (17:00 -> 16:00), labelled by trading date. "
+                     "For inspection and research: no asset reads it, because features derive their daily "
+                     "bars from the hourly bars with the same code the live engine runs (one code path)."),
     ],
     check_specs=[
-        dg.AssetCheckSpec("bars_are_consistent", asset="hourly_bars", blocking=True),
-        dg.AssetCheckSpec("bars_are_consistent", asset="daily_bars", blocking=True),
+        dg.AssetCheckSpec("bars_are_consistent", asset=a, blocking=True, partitions_def=instrument_partitions,
+                          description="Sorted, unique bars with finite positive prices, Low <= Open, Close <= "
+                          "High and volume >= 0 (blocks features).")
+        for a in ("hourly_bars", "daily_bars")
     ],
     partitions_def=instrument_partitions,
 )

@@ -19,6 +19,7 @@ from rooney_pipeline.resources import RooneyResource
     "paper broker) over the last parity.months of data, against the backtest of the same bars: tracking "
     "error in trades and dollars, and the first divergence if any.",
     check_specs=[dg.AssetCheckSpec("paper_tracks_backtest", asset="paper_trading", blocking=True,
+                                   partitions_def=instrument_partitions,
                                    description="Paper trading makes exactly the backtest's decisions and trades.")],
 )
 def paper_trading(context: dg.AssetExecutionContext, rooney: RooneyResource):

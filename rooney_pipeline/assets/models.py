@@ -33,7 +33,8 @@ class TrainConfig(dg.Config):
     kinds={"sklearn", "optuna"},
     description="Walk-forward, Optuna-tuned Random Forest veto model; each run stores a new immutable "
     "version `<SYMBOL>_v<N>` with its report in the model store.",
-    check_specs=[dg.AssetCheckSpec(g, asset="veto_model", description=d, blocking=True) for g, d in GATES.items()],
+    check_specs=[dg.AssetCheckSpec(g, asset="veto_model", description=d, blocking=True,
+                                   partitions_def=instrument_partitions) for g, d in GATES.items()],
 )
 def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: RooneyResource,
                discord: DiscordResource):
@@ -50,14 +51,19 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
     stored = train_and_store(cands, symbol, tcfg, data, store, cfg, progress=context.log.info)
     name, result, plots, tables, report = stored.name, stored.result, stored.plots, stored.tables, stored.report
     bundle = stored.bundle
-    context.log.info(f"{symbol}: stored {name}")
-    if not report.passed:  # the blocking checks below stop promotion; say so once, here
+    if stored.duplicate:
+        context.log.warning(f"{symbol}: the model is identical to {name} (same data, config and seed): "
+                            "not stored again")
+    else:
+        context.log.info(f"{symbol}: stored {name}")
+    if not report.passed and not stored.duplicate:  # the blocking checks below stop promotion; say so once
         _gates_failed(context, discord, store, symbol, name, list(report.failed))
     m = result.metrics
     vdir = store.version_dir(name)
     yield dg.MaterializeResult(
         metadata={
             "version": name,
+            "stored": f"identical to {name}: not stored again" if stored.duplicate else "new version",
             "gates": "every gate passed" if report.passed else "FAILED: " + ", ".join(report.failed),
             "gate_report": table(report.table()),
             "holdout_start": m["holdout_start"],

@@ -18,7 +18,7 @@ from rooney_pipeline.resources import RooneyResource
 @dg.asset(
     partitions_def=instrument_partitions,
     group_name="labels",
-    deps=["features", "hourly_bars"],
+    deps=["features", "hourly_bars", "feature_validation"],  # trains only on validated features
     kinds={"backtrader", "parquet"},
     description="Every base IBS trade of the production strategy with the veto off: features as of "
     "the entry decision, outcome after costs, label win = pnl_net > 0 (the training set).",
@@ -125,6 +125,7 @@ def instrument_backtest(context: dg.AssetExecutionContext, config: BacktestConfi
     description="Our backtest trades against the desk's reference trade list (notebook / TradingView "
     "export) when one is configured: matched, one-sided, price and timing differences.",
     check_specs=[dg.AssetCheckSpec("matches_reference", asset="trade_reconciliation",
+                                   partitions_def=instrument_partitions,
                                    description="Our trades match the reference trade list within the tolerances "
                                    "of pipeline.yml reconciliation; a warning when no reference is configured "
                                    "(the comparison did not run).")],

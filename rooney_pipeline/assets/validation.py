@@ -38,7 +38,11 @@ def _overlap_dir(rooney: RooneyResource, config: FeatureValidationConfig):
     deps=["features"],
     kinds={"pandas"},
     description="One month of features compared with a second vendor's bars (+-5% rule) and TA-Lib.",
-    check_specs=[dg.AssetCheckSpec("features_agree", asset="feature_validation")],
+    check_specs=[dg.AssetCheckSpec("features_agree", asset="feature_validation", blocking=True,
+                                   partitions_def=instrument_partitions,
+                                   description="Our features agree with TA-Lib on the same bars (an error that "
+                                   "blocks the training set: our code is wrong) and with a second vendor's bars "
+                                   "(+-5%; a warning: the vendors' data may differ).")],
 )
 def feature_validation(context: dg.AssetExecutionContext, config: FeatureValidationConfig,
                        rooney: RooneyResource):
@@ -91,6 +95,8 @@ def feature_validation(context: dg.AssetExecutionContext, config: FeatureValidat
     yield dg.AssetCheckResult(
         check_name="features_agree",
         passed=report.passed,
+        # blocking: a TA-Lib mismatch stops the training set downstream; a vendor's disagreement warns
+        severity=dg.AssetCheckSeverity.ERROR if report.code_disagrees else dg.AssetCheckSeverity.WARN,
         description=report.summary(),
         metadata={"failing_features": dg.MetadataValue.json(report.failing_features),
                   "month": report.month},

@@ -26,7 +26,6 @@ from rooney_core.model import (
     ModelStoreError,
     VetoBundle,
     code_version,
-    default_store_root,
 )
 from rooney_core.model.bundle import estimator_hash
 
@@ -64,8 +63,6 @@ def test_bundle_predicts_p_win_and_vetoes_missing_features():
     p = b.predict_proba(x)
     assert p.shape == (2,) and 0.0 <= p[0] <= 1.0 and np.isnan(p[1])
     assert p[0] == b.estimator.predict_proba(x[:1])[0, 1]
-    filled = b.fill_missing(x)
-    assert filled[1, 1] == 50.0 and np.isnan(x[1, 1])
     with pytest.raises(BundleError, match="shape"):
         b.predict_proba(x[:, :3])
 
@@ -164,18 +161,27 @@ def test_versions_are_immutable(tmp_path):
     store = ModelStore(tmp_path)
     store.add_version(make_bundle(), extra_files={"report.html": b"one"})
     before = snapshot(tmp_path / "versions" / "ES_v1")
-    assert store.add_version(make_bundle(), extra_files={"report.html": b"two"}) == "ES_v2"
+    assert store.add_version(make_bundle(threshold=0.6), extra_files={"report.html": b"two"}) == "ES_v2"
     store.add_version(make_bundle(seed=9))
     assert snapshot(tmp_path / "versions" / "ES_v1") == before
 
 
-def test_default_store_root(monkeypatch, tmp_path):
-    monkeypatch.delenv("ROONEY_MODEL_STORE", raising=False)
-    assert default_store_root(tmp_path) == tmp_path / "dagster_home" / "storage" / "models"
-    monkeypatch.setenv("ROONEY_MODEL_STORE", "shared/models")
-    assert default_store_root(tmp_path) == (tmp_path / "shared" / "models").resolve()
-    monkeypatch.setenv("ROONEY_MODEL_STORE", "/mnt/models")
-    assert default_store_root(tmp_path) == Path("/mnt/models")
+def test_an_identical_model_is_not_stored_again(tmp_path, caplog):
+    """Retraining on the same data, config and seed gives the same content hash: the store
+    says so and keeps the existing version, whatever the extra files or training time."""
+    store = ModelStore(tmp_path)
+    assert store.add_version(make_bundle(), extra_files={"report.html": b"one"}) == "ES_v1"
+    before = snapshot(tmp_path / "versions" / "ES_v1")
+    again = make_bundle(trained_at="2031-01-01T00:00:00+00:00")
+    assert store.version_with_content("ES", again.content_hash()) == "ES_v1"
+    assert store.add_version(again, extra_files={"report.html": b"two"}) == "ES_v1"
+    assert "identical to ES_v1" in caplog.text
+    assert [m["version"] for m in store.list_versions("ES")] == ["ES_v1"]
+    assert snapshot(tmp_path / "versions" / "ES_v1") == before and len(store.records()) == 1
+    assert store.version_with_content("NQ", again.content_hash()) is None
+    # extra files made from the version's name, once it is fixed
+    name = store.add_version(make_bundle(threshold=0.6), extra_files=lambda n: {"report.html": n.encode()})
+    assert name == "ES_v2" and (tmp_path / "versions" / "ES_v2" / "report.html").read_bytes() == b"ES_v2"
 
 
 # ---- integrity (R6) -------------------------------------------------------------------------
@@ -392,17 +398,17 @@ def test_concurrent_promotions_lose_no_update(tmp_path):
     assert store.load_production("ES")[0] in names
 
 
-def _add_many(root: str, start, count: int) -> None:
+def _add_many(root: str, start, count: int, writer: int) -> None:
     store = ModelStore(root)
     forest = make_forest()
     start.wait()
-    for _ in range(count):
-        store.add_version(make_bundle(estimator=forest))
+    for i in range(count):  # distinct models (an identical one would not be stored again)
+        store.add_version(make_bundle(estimator=forest, threshold=0.5 + (writer * count + i) / 1000))
 
 
 def test_concurrent_writers_get_distinct_versions(tmp_path):
     start, count = FORK.Event(), 8
-    procs = [FORK.Process(target=_add_many, args=(str(tmp_path), start, count)) for _ in range(2)]
+    procs = [FORK.Process(target=_add_many, args=(str(tmp_path), start, count, k)) for k in range(2)]
     for p in procs:
         p.start()
     start.set()

@@ -32,6 +32,10 @@ def write(tmp_path: Path, lines: list[str], name: str = "ES_bt.csv", raw: bytes 
     return p
 
 
+def col(raw, name: str) -> np.ndarray:
+    return raw.table.column(name).to_numpy()
+
+
 def errors_of(path: Path, repairs: Repairs | None = None) -> DataValidationError:
     with pytest.raises(DataValidationError) as exc:
         read_raw_bars(path, GLOBEX, repairs)
@@ -41,7 +45,7 @@ def errors_of(path: Path, repairs: Repairs | None = None) -> DataValidationError
 def test_clean_file_reads(tmp_path):
     raw = read_raw_bars(write(tmp_path, [HEADER, *GOOD_ROWS]), GLOBEX)
     assert len(raw) == 4 and raw.interval_minutes == 1 and raw.repairs == {}
-    assert raw.column("open")[0] == 6049.25 and raw.column("volume").sum() == 1873 + 642 + 300 + 900
+    assert col(raw, "open")[0] == 6049.25 and col(raw, "volume").sum() == 1873 + 642 + 300 + 900
 
 
 @pytest.mark.parametrize("name,lines,rule,line,text", CASES, ids=[c[0] for c in CASES])
@@ -75,6 +79,24 @@ def test_every_problem_is_reported_not_only_the_first(tmp_path):
     assert {p.line for p in err.problems} == {3, 4, 5}
 
 
+def test_one_pass_names_a_bom_bad_lines_value_rules_and_session_rules_together(tmp_path):
+    """check-data promises every problem: a BOM, a malformed timestamp and a bad number do
+    not stop the value and session rules from running on the other rows."""
+    lines = [HEADER, GOOD_ROWS[0],
+             "2024-12-02T09:01:00,6050.00,6050.25,6049.00,6049.50,642",  # line 3: format
+             "2024-12-02 09:02:00,6049.50,6048.00,6049.00,6049.75,300",  # line 4: High < Low
+             "2024-12-02 09:03:00,6049.75,6052.00,6049.50,x,900",  # line 5: bad number
+             "2024-12-02 16:30:00,6050.00,6050.25,6049.00,6049.50,642"]  # line 6: maintenance break
+    body = ("\n".join(lines) + "\n").encode()
+    strict = Repairs(out_of_session="error")
+    err = errors_of(write(tmp_path, [], raw=b"\xef\xbb\xbf" + body), strict)
+    assert [(p.rule, p.line) for p in err.problems] == [
+        ("bom", 1), ("timestamp-format", 3), ("bad-number", 5), ("high-below-low", 4), ("out-of-session", 6)]
+    # the same file without the BOM: the same problems but the first
+    err = errors_of(write(tmp_path, lines), strict)
+    assert [p.rule for p in err.problems] == ["timestamp-format", "bad-number", "high-below-low", "out-of-session"]
+
+
 def test_blank_lines_and_stray_headers_are_counted_repairs_with_true_line_numbers(tmp_path):
     lines = [HEADER, GOOD_ROWS[0], "", HEADER, GOOD_ROWS[1],
              "2024-12-02 09:02:00,6049.50,6048.00,6049.00,6049.75,300"]  # line 6: High < Low
@@ -92,7 +114,7 @@ def test_exact_duplicates_and_order_are_repairable_by_config(tmp_path):
     raw = read_raw_bars(write(tmp_path, lines), GLOBEX, Repairs(unsorted="sort", duplicates="drop_exact"))
     assert len(raw) == 4
     assert raw.repairs == {"rows_reordered": 1, "exact_duplicates_dropped": 1}
-    assert np.all(np.diff(raw.timestamp.astype(np.int64)) > 0)
+    assert np.all(np.diff(col(raw, "timestamp").astype(np.int64)) > 0)
 
 
 def test_out_of_session_bars_are_dropped_and_counted_or_rejected(tmp_path):
@@ -267,7 +289,7 @@ def test_parse_errors_name_the_line_and_the_rule(tmp_path, what, line, rule, pat
 def test_spaces_and_tabs_around_a_number_are_the_number_on_both_paths(tmp_path):
     padded = "2024-12-02 09:01:00, 6050.00,6050.25\t,6049.00 , 6049.50, 642"
     raw = read_raw_bars(write(tmp_path, [HEADER, GOOD_ROWS[0], padded]), GLOBEX)
-    assert list(raw.column("open")) == [6049.25, 6050.0] and raw.column("volume")[1] == 642
+    assert list(col(raw, "open")) == [6049.25, 6050.0] and col(raw, "volume")[1] == 642
     # the same line on the diagnostic path (a blank line sends the file there) reads the same
     fixed = read_raw_bars(write(tmp_path, [HEADER, GOOD_ROWS[0], "", padded]), GLOBEX)
     assert fixed.repairs == {"blank_lines_skipped": 1} and fixed.table.equals(raw.table)

@@ -91,6 +91,9 @@ def test_checks_and_metadata_are_recorded(materialised):
     _, results = materialised
     evals = {(e.asset_key.to_user_string(), e.check_name): e.passed
              for res in results.values() for e in res.get_asset_check_evaluations()}
+    # each result belongs to its instrument: the UI shows ES's checks for ES, not the last run's
+    for name, res in results.items():
+        assert {e.partition for e in res.get_asset_check_evaluations()} == {name.split()[1]}, name
     assert evals[("hourly_bars", "bars_are_consistent")]
     assert evals[("daily_bars", "bars_are_consistent")]
     assert evals[("features", "features_are_complete")]
@@ -130,6 +133,30 @@ def test_feature_validation_reports_disagreeing_features(sample_dirs, materialis
     assert "volume_pctl252" in failing or "volume5_z252" in failing
     assert "pair_spread_z20" not in failing  # a constant 3% offset leaves the spread z-score alone
     assert "agrees on" in ev.description
+    assert ev.severity == dg.AssetCheckSeverity.WARN  # another vendor's data: a warning, not a stop
+
+
+def test_features_that_differ_from_talib_block_the_training_set(sample_dirs, materialised, monkeypatch):
+    """TA-Lib on the same bars is the reference for our code: a mismatch is an error of the
+    blocking check, and the training set downstream is not built in that run."""
+    from rooney_core.features import validation
+
+    main, _ = sample_dirs
+    lake_dir, _ = materialised
+    real = validation.talib_checks
+
+    def off_by_a_bit(*args, **kwargs):
+        checks = real(*args, **kwargs)
+        checks.loc[0, ["max_abs_diff", "passed"]] = [0.5, False]
+        return checks
+
+    monkeypatch.setattr(validation, "talib_checks", off_by_a_bit)
+    res = run(["feature_validation", "candidate_trades"], "ES", main, lake_dir,
+              run_config={"ops": {"feature_validation": {"config": {"month": "2023-12"}}}})
+    [ev] = res.get_asset_check_evaluations()
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and "talib:" in ev.description
+    assert not res.success
+    assert {e.asset_key.to_user_string() for e in res.get_asset_materialization_events()} == {"feature_validation"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -268,13 +295,18 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
                          model_store=str(store_dir))
     alerts = tmp_path / "alerts"
     resources = {"rooney": res, "discord": DiscordResource(alerts_dir=str(alerts))}  # no webhook: journal only
+    (cfg_dir / "training" / "tiny2.yml").write_text(
+        (cfg_dir / "training" / "tiny.yml").read_text() + "seed: 43\n")
     names = []
-    for _ in range(2):
+    for profile in ("tiny", "tiny2", "tiny"):
         r = dg.materialize(ASSETS, selection=["veto_model"], partition_key="ES", resources=resources,
-                           instance=inst, run_config=run_config(veto_model={"profile": "tiny"}),
+                           instance=inst, run_config=run_config(veto_model={"profile": profile}),
                            raise_on_error=False)
         [mat] = [e.materialization for e in r.get_asset_materialization_events()]
         names.append(mat.metadata["version"].value)
+        # the same data, config and seed again: the same model, said and not stored twice
+        assert mat.metadata["stored"].value == ("identical to ES_v1: not stored again" if len(names) == 3
+                                                else "new version")
         checks = {e.check_name: e for e in r.get_asset_check_evaluations()}
         # a failed gate is a blocking check: the run fails there, and the decision is logged and alerted
         assert r.success == all(c.passed for c in checks.values())
@@ -283,7 +315,8 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
         assert checks["backtest_reproduction"].passed, checks["backtest_reproduction"].description
         report = ModelStore(store_dir).gate_report(mat.metadata["version"].value)
         assert {g["name"]: g["passed"] for g in report["gates"]} == {k: v.passed for k, v in checks.items()}
-    assert names == ["ES_v1", "ES_v2"]
+    assert names == ["ES_v1", "ES_v2", "ES_v1"]
+    names = names[:2]
     store = ModelStore(store_dir)
     assert (store.version_dir("ES_v2") / "report.html").read_text().startswith("<!doctype html>")
     r = dg.materialize(ASSETS, selection=["promoted_manifest"], partition_key="ES", resources=resources,
