@@ -75,8 +75,8 @@ def sample_bars_and_features(symbol: str, date_range: str):
     data for ``START:END``, generated on first use."""
     from rooney_core.config import load_config
     from rooney_core.data import load_session_bars
-    from rooney_core.data.sample import load_sample_market, write_sample_data
     from rooney_core.features import REGISTRY, instrument_inputs
+    from rooney_core.sample_market import load_sample_market, write_sample_data
 
     cfg = load_config()
     inst = cfg.instrument(symbol)

@@ -66,10 +66,10 @@ from sklearn.ensemble import RandomForestClassifier
 from rooney_core.config import DEFAULT_CONFIG_DIR, Repairs, load_config, read_yaml
 from rooney_core.data.lake import Lake
 from rooney_core.data.raw import RawBars, read_raw_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.errors import ConfigError, DataValidationError, RooneyError
 from rooney_core.model import ModelIntegrityError, ModelStore, ModelStoreError, UnsafeBundleError, VetoBundle
 from rooney_core.model.bundle_file import load_bundle_file
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_core.sessions import SessionCalendar
 from rooney_core.training.config import load_training_config
 

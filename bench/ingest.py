@@ -81,7 +81,7 @@ def ensure_file(start: str, end: str) -> Path:
     path = out / f"{SYMBOL}_bt.csv"
     if not path.is_file():
         from rooney_core.config import load_config
-        from rooney_core.data.sample import load_sample_market, write_sample_data
+        from rooney_core.sample_market import load_sample_market, write_sample_data
 
         cfg = load_config()
         print(f"generating {path} ...", flush=True)

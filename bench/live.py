@@ -42,7 +42,7 @@ SYMBOLS = ["ES", "NQ", "GC", "SI", "CL", "NG"]
 
 def sample_dir(start: str, end: str) -> Path:
     from rooney_core.config import load_config
-    from rooney_core.data.sample import load_sample_market, write_sample_data
+    from rooney_core.sample_market import load_sample_market, write_sample_data
 
     cfg = load_config()
     out = OUT / f"live_{start}_{end}"

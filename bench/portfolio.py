@@ -37,9 +37,9 @@ def main() -> None:
 
     from rooney_core.config import load_config
     from rooney_core.data import csv_path, load_session_bars
-    from rooney_core.data.sample import load_sample_market, write_sample_data
     from rooney_core.features import REGISTRY, instrument_inputs
     from rooney_core.portfolio import PortfolioRules, run_portfolio
+    from rooney_core.sample_market import load_sample_market, write_sample_data
 
     cfg = load_config()
     start, end = f"{2024 - a.years + 1}-01-01", "2024-12-31"

@@ -88,7 +88,7 @@ def cli(ctx: click.Context, config_dir: Path | None, verbose: bool) -> None:
 @click.pass_context
 def sample_data(ctx, out_dir, symbols, start, end, seed, edge, interval, vendor_noise) -> None:
     """Generate synthetic raw minute-bar files with a tunable mean-reversion edge."""
-    from rooney_core.data.sample import load_sample_market, write_sample_data
+    from rooney_core.sample_market import load_sample_market, write_sample_data
 
     cfg = _cfg(ctx)
     sd = cfg.pipeline.sample_data

@@ -42,7 +42,7 @@ def ensure_dagster_home() -> Path:
 def ensure_sample_data(cfg: RooneyConfig, say: Callable[[str], None], force: bool = False) -> None:
     """Generate the sample files (and the overlap 'second vendor') unless already there
     with the same parameters."""
-    from rooney_core.data.sample import load_sample_market, write_sample_data
+    from rooney_core.sample_market import load_sample_market, write_sample_data
 
     sd = cfg.pipeline.sample_data
     market = load_sample_market(cfg.config_dir)

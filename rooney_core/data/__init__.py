@@ -1,4 +1,5 @@
-"""Raw data: reading and validating ``<SYMBOL>_bt.csv``, session bars, the lake, sample data."""
+"""Raw data: reading and validating ``<SYMBOL>_bt.csv``, session bars, the lake (the sample market
+is ``rooney_core.sample_market``, outside the production data package)."""
 
 from __future__ import annotations
 

@@ -18,9 +18,9 @@ from sklearn.ensemble import RandomForestClassifier
 from rooney_core.backtest.runner import TRADE_COLUMNS, run_backtest
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.model import VetoBundle
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 CFG = load_config()
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reference_backtest"

@@ -14,8 +14,8 @@ from test_strategy import bars, low, mid, run
 from rooney_core.backtest.runner import run_backtest
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY, instrument_inputs
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 CFG = load_config()
 ES, GC, E6 = CFG.instrument("ES"), CFG.instrument("GC"), CFG.instrument("6E")

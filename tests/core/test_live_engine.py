@@ -13,13 +13,13 @@ import pytest
 from rooney_core.backtest.runner import TRADE_COLUMNS, run_backtest
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.errors import RooneyError
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.live.engine import LiveEngine, history_from_raw, status_of
 from rooney_core.live.feeds import replay_feed
 from rooney_core.live.predictions import events, predictions
 from rooney_core.model import ModelStore
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 CFG = load_config()
 START = "2023-01-03"

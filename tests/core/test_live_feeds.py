@@ -12,10 +12,10 @@ import pytest
 from test_databento import real
 
 from rooney_core.config import load_config
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.live.engine import status_of
 from rooney_core.live.feeds import FeedProblem, MinuteBar, parse_feed_spec, replay_feed, stdin_feed, tail_feed
 from rooney_core.live.predictions import events
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 CFG = load_config()
 HEADER = "datetime,Open,High,Low,Close,volume\n"

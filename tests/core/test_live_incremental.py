@@ -28,7 +28,6 @@ from rooney_core.data import load_session_bars
 from rooney_core.data.bars import daily_bars, hourly_bars
 from rooney_core.data.lake import Lake
 from rooney_core.data.raw import raw_bars_from_table
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.errors import FeatureError
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.live.bars import (
@@ -43,6 +42,7 @@ from rooney_core.live.bars import (
     replay,
 )
 from rooney_core.live.features import FeatureBuffer
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 CFG = load_config()
 REPAIRS = CFG.pipeline.data.repairs

@@ -19,7 +19,6 @@ from sklearn.ensemble import RandomForestClassifier
 
 from rooney_core.backtest.runner import possible_entries
 from rooney_core.config import load_config
-from rooney_core.data.sample import generate_bars, load_sample_market
 from rooney_core.errors import ConfigError
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.live.predictions import PredictionLog, predictions
@@ -35,6 +34,7 @@ from rooney_core.monitoring.config import (
     ShiftLimits,
     load_monitoring_config,
 )
+from rooney_core.sample_market import generate_bars, load_sample_market
 from rooney_core.training import store_version
 from rooney_core.training.candidates import label_signals
 from rooney_core.training.splits import split_holdout

@@ -10,9 +10,9 @@ import pytest
 from rooney_core.backtest.runner import run_backtest
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.portfolio import PortfolioRules, run_portfolio
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 CFG = load_config()
 SYMBOLS = ["ES", "NQ", "GC", "SI"]

@@ -10,7 +10,6 @@ import pytest
 
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.live.engine import LiveEngine, history_from_raw
 from rooney_core.live.feeds import replay_feed
@@ -18,6 +17,7 @@ from rooney_core.live.parity import portfolio_parity_check
 from rooney_core.model import ModelStore
 from rooney_core.portfolio import run_portfolio
 from rooney_core.portfolio.config import PortfolioConfig, RulesSpec
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 CFG = load_config()
 SYMBOLS = ["CL", "ES", "NG", "NQ"]

@@ -15,7 +15,6 @@ import pytest
 
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.errors import RooneyError
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.model import ModelStore
@@ -23,6 +22,7 @@ from rooney_core.portfolio import deploy
 from rooney_core.portfolio.config import SearchSpace, load_search
 from rooney_core.portfolio.engine import PortfolioResult
 from rooney_core.portfolio.optimise import INFEASIBLE, PortfolioMarket, optimise, periods, score, suggest
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_core.training.candidates import label_signals
 
 CFG = load_config()

@@ -14,7 +14,6 @@ import pytest
 
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.portfolio import PortfolioRules, portfolio_summary, run_portfolio
 from rooney_core.portfolio.report import (
@@ -29,6 +28,7 @@ from rooney_core.portfolio.report import (
     format_percent,
     portfolio_report_html,
 )
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_core.training.candidates import label_signals
 
 CFG = load_config()

@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rooney_core import sample_market as sample
 from rooney_core.config import RooneyConfig
-from rooney_core.data import sample
-from rooney_core.data.sample import (
+from rooney_core.errors import ConfigError
+from rooney_core.sample_market import (
     COLUMNS,
     SampleMarket,
     generate_bars,
     load_sample_market,
     write_sample_data,
 )
-from rooney_core.errors import ConfigError
 
 TS_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 

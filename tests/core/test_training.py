@@ -13,13 +13,13 @@ from builders import GLOBEX
 
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.errors import ConfigError
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.model import ModelStore
 from rooney_core.model.gates import ModelData, report_json, validate_model
 from rooney_core.model.promotion import PromotionRefused, promote_newest_passing, promote_version
 from rooney_core.model.store import ModelIntegrityError
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_core.training.candidates import extract_candidates
 from rooney_core.training.config import load_training_config
 from rooney_core.training.splits import split_holdout, walk_forward_folds

@@ -15,9 +15,9 @@ import pytest
 
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY, instrument_inputs
 from rooney_core.model import ModelStore
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_core.training.candidates import extract_candidates
 from rooney_core.training.config import load_training_config
 from rooney_core.training.store_version import train_and_store

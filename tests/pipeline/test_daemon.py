@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rooney_core.config import REPO_ROOT, load_config
-from rooney_core.data.sample import load_sample_market, write_sample_data
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 CFG = load_config()
 REPO = {"repositoryLocationName": "rooney_pipeline.definitions", "repositoryName": "__repository__"}

@@ -28,7 +28,6 @@ import pytest
 from rooney_core.config import load_config
 from rooney_core.data import load_session_bars
 from rooney_core.data.lake import Lake
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY, instrument_inputs, selected_features
 from rooney_core.live.engine import LiveEngine, history_from_raw
 from rooney_core.live.feeds import replay_feed
@@ -37,6 +36,7 @@ from rooney_core.model.gates import ModelData
 from rooney_core.monitoring import dashboard as db
 from rooney_core.monitoring.alerts import Alert, AlertKind, AlertSink
 from rooney_core.monitoring.health import HealthState
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_core.training.candidates import extract_candidates
 from rooney_core.training.config import SearchSpace, load_training_config
 from rooney_core.training.store_version import train_and_store

@@ -37,7 +37,6 @@ import yaml
 from test_alerts import HookServer
 
 from rooney_core.config import DEFAULT_CONFIG_DIR, load_config
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.live.engine import LiveEngine, history_from_raw
 from rooney_core.live.feeds import replay_feed
 from rooney_core.model import ModelStore
@@ -45,6 +44,7 @@ from rooney_core.model.gates import GATES
 from rooney_core.model.promotion import decisions
 from rooney_core.monitoring.alerts import recent_alerts
 from rooney_core.monitoring.health import PAPER, HealthState
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_pipeline.definitions import defs
 from rooney_pipeline.resources import DiscordResource, RooneyResource
 from rooney_pipeline.retraining import drift_retrain_sensor, new_data_sensor, performance_retrain_sensor

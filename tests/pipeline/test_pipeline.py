@@ -15,10 +15,10 @@ from raw_cases import CASES, write_case
 
 from rooney_core.config import REPO_ROOT, load_config
 from rooney_core.data.lake import Lake
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.features import REGISTRY
 from rooney_core.model.gates import GATES
 from rooney_core.model.promotion import gate_status
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.definitions import defs
 from rooney_pipeline.resources import DiscordResource, RooneyResource

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from rooney_core.config import DEFAULT_CONFIG_DIR, load_config
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.model import ModelStore
 from rooney_core.portfolio import deploy
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.cli import cli
 from rooney_pipeline.resources import DiscordResource, RooneyResource

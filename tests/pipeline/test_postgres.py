@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from rooney_core.config import DEFAULT_CONFIG_DIR, REPO_ROOT, load_config
-from rooney_core.data.sample import load_sample_market, write_sample_data
+from rooney_core.sample_market import load_sample_market, write_sample_data
 
 pytestmark = pytest.mark.slow
 CFG = load_config()

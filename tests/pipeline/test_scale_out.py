@@ -14,8 +14,8 @@ import optuna
 import pytest
 
 from rooney_core.config import REPO_ROOT, load_config
-from rooney_core.data.sample import load_sample_market, write_sample_data
 from rooney_core.model import ModelStore
+from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.resources import DiscordResource, RooneyResource
 
