@@ -4,11 +4,11 @@ planted-edge and the null market (rooney sample-data --edge 1 / --edge 0 into /t
 import time
 from pathlib import Path
 
-from rooney_core.cli import _bars_and_features
 from rooney_core.config import load_config
 from rooney_core.training.candidates import extract_candidates
 from rooney_core.training.config import load_training_config
 from rooney_core.training.train import Market, train_veto_model
+from rooney_pipeline.cli import _bars_and_features
 
 cfg = load_config()
 for market in ("edge", "null"):

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rooney_core.cli import cli
 from rooney_core.config import DEFAULT_CONFIG_DIR, load_config, read_yaml
 from rooney_core.errors import ConfigError
 from rooney_core.sample_market import load_sample_market
 from rooney_core.training.config import load_training_config
+from rooney_pipeline.cli import cli
 
 
 def edit(path: Path, old: str, new: str) -> None:

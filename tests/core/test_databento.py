@@ -28,7 +28,6 @@ import pytest
 from builders import realdata_dir
 from click.testing import CliRunner
 
-from rooney_core.cli import cli
 from rooney_core.data.databento import (
     DatabentoError,
     iter_dbn_minute_bars,
@@ -39,6 +38,7 @@ from rooney_core.data.databento import (
 )
 from rooney_core.data.raw import read_raw_bars
 from rooney_core.errors import ConfigError
+from rooney_pipeline.cli import cli
 
 DBN_DIR = realdata_dir() / "databento"
 OHLCV_2024 = DBN_DIR / "futures_ohlcv-1m_2024-07-01T23-40_2024-07-02T00-10.dbn.zst"

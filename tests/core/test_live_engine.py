@@ -234,7 +234,7 @@ def test_parity_gate_holds_with_a_model_and_names_the_first_divergence(market, s
 def test_parity_cli_exit_codes(market, stored_model):
     from click.testing import CliRunner
 
-    from rooney_core.cli import cli
+    from rooney_pipeline.cli import cli
 
     env = {"ROONEY_MODEL_STORE": str(stored_model.root)}
     res = CliRunner().invoke(cli, ["parity", "--symbol", "ES", "--model", "ES_v1", "--months", "1",
@@ -338,7 +338,7 @@ def test_live_trades_csv_diffs_clean_against_rooney_backtest(market, tmp_path):
     byte-identical trades.csv files: the two compare with one diff."""
     from click.testing import CliRunner
 
-    from rooney_core.cli import cli
+    from rooney_pipeline.cli import cli
 
     env = {"ROONEY_MODEL_STORE": str(tmp_path / "store")}
     bt = CliRunner().invoke(cli, ["backtest", "--data-dir", str(market), "--symbol", "ES", "--start", "2023-02-01",
@@ -425,7 +425,7 @@ def test_the_kill_switch_from_the_config_forces_paper_without_the_environment(ma
     configured) sends nothing and says so; status shows the switch."""
     from click.testing import CliRunner
 
-    from rooney_core.cli import cli
+    from rooney_pipeline.cli import cli
 
     monkeypatch.delenv("POLICY_KILLSWITCH", raising=False)
     pipe = config_dir / "pipeline.yml"

@@ -97,7 +97,7 @@ def history_2024(tmp_path_factory):
 def _live(args, tmp_path, **kw):
     from click.testing import CliRunner
 
-    from rooney_core.cli import cli
+    from rooney_pipeline.cli import cli
 
     return CliRunner().invoke(cli, ["live", *args], env={"ROONEY_MODEL_STORE": str(tmp_path / "store")}, obj={},
                               **kw)

@@ -22,7 +22,6 @@ from builders import write_gate_report
 from click.testing import CliRunner
 from test_model_store import make_bundle, make_forest
 
-from rooney_core.cli import cli
 from rooney_core.model import (
     ModelIntegrityError,
     ModelStore,
@@ -32,6 +31,7 @@ from rooney_core.model import (
 )
 from rooney_core.model.bundle_file import load_bundle, load_bundle_file
 from rooney_core.model.promotion import promote_newest_passing
+from rooney_pipeline.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
 FORK = multiprocessing.get_context("fork")

@@ -405,7 +405,7 @@ def test_read_error_after_the_header_is_one_error(tmp_path, monkeypatch):
 def test_check_data_gives_one_error_per_bad_file_and_checks_the_others(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from rooney_core.cli import cli
+    from rooney_pipeline.cli import cli
 
     (tmp_path / "ES_bt.csv").write_bytes(good_bytes())
     (tmp_path / "NQ_bt.csv").mkdir()

@@ -230,7 +230,7 @@ def test_edited_metrics_fail_reproduction_and_a_forced_promotion_needs_a_reason(
         promote_version(store, name, by="trader", force=True)
     from click.testing import CliRunner
 
-    from rooney_core.cli import cli
+    from rooney_pipeline.cli import cli
 
     env = {"ROONEY_MODEL_STORE": str(store.root)}
     res = CliRunner().invoke(cli, ["models", "promote", name, "--force"], env=env, obj={})

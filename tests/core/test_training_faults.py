@@ -166,7 +166,7 @@ def test_storage_password_is_never_kept_nor_hashed(candidates, clean_hash, tcfg,
     assert secret not in repr(store.load(stored.name).fields())
     from click.testing import CliRunner
 
-    from rooney_core.cli import cli
+    from rooney_pipeline.cli import cli
 
     env = {"ROONEY_MODEL_STORE": str(store.root)}
     shown = CliRunner().invoke(cli, ["models", "show", stored.name, "--json"], env=env, obj={})

@@ -15,7 +15,7 @@ _STATE_DIR_HELP = "The live engine's --state-dir (default $ROONEY_LIVE_STATE_DIR
 
 
 def _cfg(ctx):
-    from rooney_core.cli import _cfg as cfg_of
+    from rooney_pipeline.cli import _cfg as cfg_of
 
     return cfg_of(ctx)
 

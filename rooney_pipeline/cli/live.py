@@ -1,5 +1,5 @@
 """`rooney live` and `rooney live status`: the live engine's command line (added to the
-``rooney`` group by rooney_core/cli.py)."""
+``rooney`` group by rooney_pipeline/cli/__init__.py)."""
 
 from __future__ import annotations
 
@@ -62,10 +62,10 @@ def live(ctx, symbols, feed_spec, paper, state_dir, decide_from, history_dir) ->
         return
     import logging
 
-    from rooney_core.cli import _cfg, _split, _store
     from rooney_core.live.engine import LiveEngine, kill_switch_on
     from rooney_core.live.feeds import parse_feed_spec
     from rooney_core.live.router import WebhookRouter
+    from rooney_pipeline.cli import _cfg, _split, _store
 
     if not symbols or not feed_spec:
         raise click.UsageError("--symbols and --feed are required (or: rooney live status)")
@@ -112,8 +112,8 @@ def live(ctx, symbols, feed_spec, paper, state_dir, decide_from, history_dir) ->
 def live_status(ctx, as_json: bool) -> None:
     """Per instrument: last bar, position, model version and stage (paper stage, watched),
     kill switch, last error, heartbeat age."""
-    from rooney_core.cli import _cfg
     from rooney_core.live.engine import status_of
+    from rooney_pipeline.cli import _cfg
 
     state = ctx.obj.get("live_state_dir") or _cfg(ctx).resolve_path("dagster_home/storage/live")
     st = status_of(state)
@@ -141,8 +141,8 @@ def live_status(ctx, as_json: bool) -> None:
 def parity(ctx, symbol: str, model: str | None, months: int, data_dir: Path | None) -> None:
     """Replay the last N months through the live path and the backtest; exit 0 if features
     (1e-9), probabilities, decisions and trades are identical, else 1 with the first divergence."""
-    from rooney_core.cli import _cfg, _store
     from rooney_core.live.parity import parity_check
+    from rooney_pipeline.cli import _cfg, _store
 
     cfg = _cfg(ctx)
     cfg.instrument(symbol)

@@ -1,5 +1,5 @@
 """`rooney portfolio optimise | show | backtest | parity | promote | rollback | history` (added to
-the ``rooney`` group by rooney_core/cli.py)."""
+the ``rooney`` group by rooney_pipeline/cli/__init__.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _say(msg: str) -> None:
 
 
 def _cfg(ctx: click.Context):
-    from rooney_core.cli import _cfg as cfg
+    from rooney_pipeline.cli import _cfg as cfg
 
     return cfg(ctx)
 
@@ -63,10 +63,10 @@ def portfolio() -> None:
 def optimise_cmd(ctx, data_dir, symbols, trials, n_jobs, promote_it) -> None:
     """Choose the portfolio rules (configs/training/portfolio.yml) on the training period,
     report the holdout, store portfolio_v<N> with its report."""
-    from rooney_core.cli import _split
     from rooney_core.portfolio import deploy
     from rooney_core.portfolio.config import load_search
     from rooney_core.portfolio.workflow import optimise_and_store
+    from rooney_pipeline.cli import _split
 
     cfg = _cfg(ctx)
     overrides = {k: v for k, v in (("trials", trials), ("n_jobs", n_jobs)) if v is not None}

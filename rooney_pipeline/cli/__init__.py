@@ -1,7 +1,7 @@
-"""The ``rooney`` command line: thin wrappers over rooney_core for people and scripts.
-
-Pipeline commands (``rooney demo``) are added by ``rooney_pipeline.cli``, which is the
-console-script entry point; everything here runs without Dagster.
+"""The ``rooney`` command line (the console script): thin wrappers over rooney_core for
+people and scripts, on the application side beside the Dagster assets. Sub-groups live beside
+it: ``live.py`` (live, parity), ``monitor.py`` (monitor, health), ``portfolio.py``. Only
+``rooney demo`` starts Dagster; every other command runs the library directly.
 """
 
 from __future__ import annotations
@@ -624,9 +624,9 @@ def dashboard(ctx, state_dir: Path | None, port: int, host: str) -> None:
 
 
 def _add_live_commands() -> None:
-    from rooney_core.live.cli import live, parity
-    from rooney_core.monitoring.cli import health, monitor
-    from rooney_core.portfolio.cli import portfolio
+    from rooney_pipeline.cli.live import live, parity
+    from rooney_pipeline.cli.monitor import health, monitor
+    from rooney_pipeline.cli.portfolio import portfolio
 
     cli.add_command(health)
     cli.add_command(monitor)
@@ -637,3 +637,22 @@ def _add_live_commands() -> None:
 
 _add_live_commands()
 
+
+@cli.command("demo")
+@click.option("--symbols", default=None, help="Comma-separated subset of the pipeline's instruments.")
+@click.option("--regenerate", is_flag=True, help="Regenerate the sample data even if present.")
+def demo(symbols: str | None, regenerate: bool) -> None:
+    """Run the demo pipeline on generated sample data (or $ROONEY_DATA_DIR) in Dagster."""
+    from rooney_pipeline.demo import run_demo
+
+    syms = [s.strip() for s in symbols.split(",")] if symbols else None
+    ok = run_demo(syms, regenerate=regenerate, say=_say)
+    sys.exit(0 if ok else 1)
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()
