@@ -599,7 +599,7 @@ def dashboard(ctx, state_dir: Path | None, port: int, host: str) -> None:
     import os
 
     # the Streamlit script is the shell's (rooney_pipeline, shipped in the same wheel): run by path, never imported
-    app = Path(__file__).resolve().parents[1] / "rooney_pipeline" / "dashboard_app.py"
+    app = Path(__file__).resolve().parents[1] / "dashboard_app.py"  # rooney_pipeline/dashboard_app.py
     if not app.is_file():
         raise RooneyError(f"{app}: the dashboard's Streamlit script is missing; reinstall rooney-pipeline")
     try:

@@ -56,13 +56,13 @@ def rows_frame(records: list[dict]) -> pd.DataFrame:
     return signals.signal_rows(raw)
 
 
-def tiny_bundle(metrics: dict | None = None, features: list[str] | None = None) -> VetoBundle:
+def tiny_bundle(metrics: dict | None = None, features: list[str] | None = None, data_hash: str = "d") -> VetoBundle:
     names = features or ["f1", "f2", "f3"]
     rng = np.random.default_rng(3)
     x = rng.standard_normal((200, len(names)))
     forest = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(x, (x[:, 0] > 0).astype(int))
     return VetoBundle(symbol="ES", estimator=forest, feature_names=names, threshold=0.55, registry_version="1",
-                      feature_schema_hash="s", data_hash="d", metrics=metrics or {"auc": 0.6}, library_versions={},
+                      feature_schema_hash="s", data_hash=data_hash, metrics=metrics or {"auc": 0.6}, library_versions={},
                       code_version="test")
 
 
@@ -399,7 +399,7 @@ def test_reference_features_round_trip_and_are_checked(tmp_path):
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
     with pytest.raises(ModelIntegrityError, match="changed after it was stored"):
         reference.load_reference_features(store, name)
-    old = store.add_version(tiny_bundle())
+    old = store.add_version(tiny_bundle(data_hash="older"))  # another model (an identical one is not stored)
     with pytest.raises(ModelIntegrityError, match=f"records no {reference.REFERENCE_FILE}"):
         reference.load_reference_features(store, old)
 

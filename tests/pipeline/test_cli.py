@@ -98,10 +98,11 @@ def test_backtest_and_candidates_commands(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_dagster_cli_materialises_features_for_a_partition(data_dir, tmp_path):
-    """`dagster asset materialize ... --partition ES` against a user's directory; the bars
-    of ES and NQ are materialised by two concurrent processes sharing one instance and one
-    lake (R4: no lock errors, no corrupted files)."""
+def test_dg_launch_and_dagster_cli_materialise_a_partition(data_dir, tmp_path):
+    """`dg launch --assets ... --partition ES` (the primary path) and the older `dagster asset
+    materialize` against a user's directory: the bars of ES and NQ are materialised by two
+    concurrent processes, one of each, sharing one instance and one lake (R4: no lock errors,
+    no corrupted files); then the features with dg launch."""
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "ROONEY_DATA_DIR": str(data_dir),
            "ROONEY_LAKE_DIR": str(tmp_path / "lake")}
     (tmp_path / "home").mkdir()
@@ -110,16 +111,18 @@ def test_dagster_cli_materialises_features_for_a_partition(data_dir, tmp_path):
     # a new SQLite instance must be created once before concurrent runs (Dagster's schema
     # creation itself is not concurrency-safe); the demo and `dagster dev` do this.
     subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"], env=env, check=True)
-    procs = [subprocess.Popen([*dagster, "--select", "raw_bars,hourly_bars,daily_bars", "--partition", sym],
-                              env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for sym in ("ES", "NQ")]
+    dg_launch = [str(Path(sys.executable).parent / "dg"), "launch"]
+    commands = {"ES": [*dg_launch, "--assets", "raw_bars,hourly_bars,daily_bars", "--partition", "ES"],
+                "NQ": [*dagster, "--select", "raw_bars,hourly_bars,daily_bars", "--partition", "NQ"]}
+    procs = [subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for cmd in commands.values()]
     for p in procs:
         out, _ = p.communicate(timeout=300)
         assert p.returncode == 0, out[-3000:]
         assert "database is locked" not in out
     for sym in ("ES", "NQ"):
         assert len(pd.read_parquet(tmp_path / "lake" / "hourly" / f"{sym}.parquet")) > 1000
-    proc = subprocess.run([*dagster, "--select", "features", "--partition", "ES"],
+    proc = subprocess.run([*dg_launch, "--assets", "features", "--partition", "ES"],
                           env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     feats = pd.read_parquet(tmp_path / "lake" / "features" / "ES.parquet")
