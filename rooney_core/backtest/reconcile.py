@@ -15,6 +15,7 @@ import pandas as pd
 
 from rooney_core.config import ReconciliationSection
 from rooney_core.errors import RooneyError
+from rooney_core.formats import money
 
 # Canonical column -> accepted spellings, compared after lower-casing and dropping non-alphanumerics
 # ("Entry Time", "entry_time" and "ENTRY-TIME" all become "entrytime").
@@ -134,7 +135,8 @@ class ReconciliationReport:
                 ex = ", ".join(f"{ts(r.our_entry_time)} {getattr(r, f'{leg}_diff_ticks'):+.1f} tick"
                                for r in off.iloc[:examples].itertuples())
                 parts.append(f"{len(off)} {leg} price(s) off: {ex}")
-        parts.append(f"total P&L ours ${s['pnl_ours']:,.2f} vs reference ${s['pnl_reference']:,.2f} "
+        parts.append(f"total P&L ours {money(s['pnl_ours'], cents=True)} vs reference "
+                     f"{money(s['pnl_reference'], cents=True)} "
                      f"({float(s['return_difference']):+.2%})")
         head = f"{self.symbol}: " if self.symbol else ""
         tail = "".join(f" Note: {n}" for n in s["notes"])  # type: ignore[attr-defined]

@@ -35,6 +35,7 @@ import pandas as pd
 from rooney_core.backtest.runner import possible_entries, slice_period
 from rooney_core.config import RooneyConfig
 from rooney_core.features import REGISTRY, REGISTRY_VERSION
+from rooney_core.formats import money, number, ratio
 from rooney_core.io import jsonable
 
 GATES: dict[str, str] = {
@@ -118,7 +119,7 @@ def _show(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k} {_show(x)}" for k, x in v.items())
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return number(v)
     return str(v)
 
 
@@ -171,8 +172,8 @@ def backtest_reproduction(bundle, market) -> tuple[GateResult, Any]:
     if differ:
         shown = "; ".join(f"{k}: stored {a!r}, re-run {b!r}" for k, (a, b) in differ.items())
         return GateResult(name, False, len(differ), 0, f"the re-run differs from the stored metrics: {shown}"), on
-    return GateResult(name, True, 0, 0, f"re-run from {start}: {again['trades']} trades, net "
-                                        f"{again['net_pnl']:,.2f} $, Sharpe {again['sharpe']}: identical"), on
+    return GateResult(name, True, 0, 0, f"re-run from {start}: {again['trades']:,} trades, net "
+                                        f"{money(again['net_pnl'])}, Sharpe {ratio(again['sharpe'])}: identical"), on
 
 
 def out_of_sample(bundle, market, rerun, t) -> GateResult:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from rooney_core.config import RooneyConfig
 from rooney_core.data import load_session_bars
+from rooney_core.formats import money
 from rooney_core.model.store import ModelStore
 
 
@@ -104,8 +105,9 @@ def evaluate_paper(cfg: RooneyConfig, store: ModelStore, symbol: str, data_dir: 
     result.summary = (f"{name}: {len(after)} sessions {result.first_session} .. {end_day} {what}: "
                       f"{result.paper_trades} paper vs {result.backtest_trades} backtest trades "
                       f"({result.trade_mismatches} mismatched, limit {bounds.max_trade_mismatches}), net "
-                      f"{result.paper_pnl:,.2f} vs {result.backtest_pnl:,.2f} $ (tracking error "
-                      f"{result.tracking_error_usd:,.2f}, limit {bounds.max_tracking_error_usd:,.2f}): "
+                      f"{money(result.paper_pnl, cents=True)} vs {money(result.backtest_pnl, cents=True)} (tracking "
+                      f"error {money(result.tracking_error_usd, cents=True)}, limit "
+                      f"{money(bounds.max_tracking_error_usd, cents=True)}): "
                       + ("within bounds" if result.passed else "OUT OF BOUNDS"))
     return result
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rooney_core.config import Instrument
+from rooney_core.formats import money
 from rooney_core.strategy.engine import BUY, DecisionCore, OrderIntent
 
 _NAN = float("nan")
@@ -181,14 +182,15 @@ class PortfolioGuard:
         if self.halted is not None:
             return "max_drawdown_stop", self.halted
         if equity <= 0 and rules.halt_when_broke:  # an account with nothing left opens nothing
-            return "max_drawdown_stop", f"account equity {equity:,.2f} $ <= 0"
+            return "max_drawdown_stop", f"account equity {money(equity, cents=True)} <= 0"
         if rules.max_drawdown_stop is not None and self.peak - equity >= rules.max_drawdown_stop:
-            return "max_drawdown_stop", f"drawdown {self.peak - equity:,.2f} $ >= {rules.max_drawdown_stop:,.2f}"
+            return "max_drawdown_stop", (f"drawdown {money(self.peak - equity, cents=True)} >= "
+                                         f"{money(rules.max_drawdown_stop, cents=True)}")
         if self.session_day in self.stopped:
             return "daily_loss_stop", self.stopped[self.session_day]
         if rules.daily_loss_stop is not None and equity - self.session_start_equity <= -rules.daily_loss_stop:
-            return "daily_loss_stop", (f"session P&L {equity - self.session_start_equity:,.2f} $ <= "
-                                       f"-{rules.daily_loss_stop:,.2f}")
+            return "daily_loss_stop", (f"session P&L {money(equity - self.session_start_equity, cents=True)} <= "
+                                       f"{money(-rules.daily_loss_stop, cents=True)}")
         busy = self.busy(exclude=s)
         if rules.max_positions is not None and len(busy) >= rules.max_positions:
             return "max_positions", f"{len(busy)} positions open (max {rules.max_positions})"

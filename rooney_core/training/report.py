@@ -14,6 +14,8 @@ import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 
+from rooney_core.formats import count, metric, money, number, ratio
+from rooney_core.model.bundle import config_hash
 from rooney_core.reports import _png, plt
 from rooney_core.training.train import TrainingResult
 
@@ -48,7 +50,8 @@ def plot_importance(table: pd.DataFrame) -> bytes:
 
 def plot_history(study: optuna.Study, params: pd.Series) -> bytes:
     trials = [t for t in study.trials if t.value is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    # the parameter names need room of their own: a wider right panel, constrained layout
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained", gridspec_kw={"width_ratios": [3, 2]})
     values = [t.value for t in trials]
     axes[0].scatter([t.number for t in trials], values, s=12, label="trial")
     axes[0].plot([t.number for t in trials], np.maximum.accumulate(values) if values else [], color="tab:red",
@@ -87,9 +90,24 @@ def plot_holdout_equity(result: TrainingResult) -> bytes:
     return _png(fig)
 
 
-def build_report(result: TrainingResult, version: str, gates=None, plots: dict[str, bytes] | None = None
-                 ) -> tuple[dict[str, bytes], dict[str, pd.DataFrame], str]:
-    """(plots by name, tables by name, HTML text); ``gates`` (a GateReport) adds its table;
+HOLDOUT_ROWS = (("trades", "trades"), ("net_pnl", "net P&L"), ("avg_trade", "average trade"),
+                ("win_rate", "win rate"), ("sharpe", "Sharpe"), ("sortino", "Sortino"),
+                ("max_drawdown_usd", "max drawdown"), ("max_drawdown_pct", "max drawdown %"), ("days", "days"))
+CSS = ("body{font-family:sans-serif;max-width:1100px;margin:auto;line-height:1.4}"
+       "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 8px}"
+       "td.num{text-align:right}.pass{color:#17692b}.fail{color:#b00020;font-weight:bold}img{max-width:100%}")
+
+
+def _rows(pairs, num: bool = True) -> str:
+    cls = " class='num'" if num else ""
+    return "".join(f"<tr><th>{html.escape(str(k))}</th><td{cls}>{html.escape(str(v))}</td></tr>" for k, v in pairs)
+
+
+def build_report(result: TrainingResult, version: str, gates=None, plots: dict[str, bytes] | None = None,
+                 bundle=None) -> tuple[dict[str, bytes], dict[str, pd.DataFrame], str]:
+    """(plots by name, tables by name, HTML text). The HTML reads as a model card: the
+    version, the verdict, the holdout veto-on vs veto-off backtests, the gates (``gates``, a
+    GateReport), the plots, the parameters and the data and code lineage (``bundle``).
     ``plots`` made by an earlier call are reused (they do not depend on the version)."""
     importance = importance_table(result)
     if plots is None:
@@ -110,23 +128,53 @@ def build_report(result: TrainingResult, version: str, gates=None, plots: dict[s
     tables = {**({"gates": gates.table()} if gates is not None else {}),
               "holdout_performance": perf, "scores": scores, "feature_importance": importance,
               "best_params": pd.Series(result.best_params, name="value").astype(str).to_frame()}
-    verdict = ("the cross-validated Sharpe beats the best of as many tries of noise"
-               if m["edge_significant"] else "NO significant edge after deflating for the number of trials")
-    parts = [f"<h1>{html.escape(version)}: {html.escape(result.symbol)} veto model</h1>",
-             f"<p><b>Verdict:</b> {verdict} (deflated CV Sharpe {m['deflated_sharpe']:.3f} over "
-             f"{m['trials_total']} trials). Holdout from {html.escape(str(m['holdout_start']))}: the veto-on "
-             f"backtest through the production strategy has Sharpe {m['selected']['sharpe']:.2f} on "
-             f"{m['selected']['trades']} trades (veto off: {m['all']['sharpe']:.2f}); PSR against 0 "
-             f"{m['psr_vs_zero']:.3f}, against the unfiltered strategy {m['psr_vs_unfiltered']:.3f}.</p>"]
+    sig = ("the cross-validated Sharpe beats the best of as many tries of noise" if m["edge_significant"]
+           else "NO significant edge after deflating for the number of trials")
+    gate_word = ("not validated" if gates is None else
+                 "<span class='pass'>every gate passed</span>" if gates.passed else
+                 f"<span class='fail'>FAILED: {html.escape(', '.join(gates.failed))}</span>")
+    sel, off = m["selected"], m["all"]
+    parts = [
+        f"<h1>{html.escape(version)}: {html.escape(result.symbol)} veto model</h1>",
+        f"<p><b>Verdict:</b> {gate_word}. {sig} (deflated CV Sharpe {ratio(m['deflated_sharpe'], 3)} over "
+        f"{count(m['trials_total'])} trials). On the holdout from {html.escape(str(m['holdout_start']))} the veto-on "
+        f"backtest through the production strategy has Sharpe {ratio(sel['sharpe'])} on {count(sel['trades'])} "
+        f"trades and {money(sel['net_pnl'])}; with the veto off, Sharpe {ratio(off['sharpe'])} on "
+        f"{count(off['trades'])} trades and {money(off['net_pnl'])}. PSR against 0 {ratio(m['psr_vs_zero'], 3)}, "
+        f"against the unfiltered strategy {ratio(m['psr_vs_unfiltered'], 3)}.</p>",
+        "<h2>Holdout: veto on vs veto off</h2><table><tr><th></th><th>veto on (this model)</th>"
+        "<th>veto off (unfiltered)</th></tr>"
+        + "".join(f"<tr><th>{label}</th><td class='num'>{metric(k, sel.get(k))}</td>"
+                  f"<td class='num'>{metric(k, off.get(k))}</td></tr>" for k, label in HOLDOUT_ROWS)
+        + "</table>",
+    ]
     if gates is not None:
-        parts.append(f"<p><b>Gates:</b> {html.escape(gates.summary())}</p>")
-    for name, t in tables.items():
-        parts.append(f"<h2>{name.replace('_', ' ')}</h2>" + t.to_html(float_format=lambda v: f"{v:.4g}"))
+        parts.append("<h2>Gates</h2><table><tr><th>gate</th><th>result</th><th>detail</th></tr>" + "".join(
+            f"<tr><th>{html.escape(g.name)}</th><td class='{'pass' if g.passed else 'fail'}'>"
+            f"{'passed' if g.passed else 'FAILED'}</td><td>{html.escape(g.detail)}</td></tr>" for g in gates.gates)
+            + "</table>")
+    titles = {"holdout_equity": "Holdout equity", "calibration": "Calibration on the holdout",
+              "feature_importance": "Feature importance", "optimisation": "Optimisation"}
+    parts.append("<h2>Plots</h2>")
     for name, png in plots.items():
         b64 = base64.b64encode(png).decode()
-        parts.append(f"<h2>{name.replace('_', ' ')}</h2><img src='data:image/png;base64,{b64}'/>")
-    doc = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(version) +
-           "</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
+        parts.append(f"<h3>{titles.get(name, name.replace('_', ' '))}</h3><img src='data:image/png;base64,{b64}'/>")
+    parts.append("<h2>Parameters</h2><table>" + _rows(
+        [("threshold", ratio(result.threshold)), *result.best_params.items(),
+         ("features", len(result.feature_names)), ("trials (completed / pruned)",
+                                                   f"{m['trials_completed']} / {m['trials_pruned']}"),
+         ("chosen trial", m.get("chosen_trial", "-")), ("CV objective", ratio(m["cv_objective"], 3)),
+         ("training signals", count(m["train_trades"])), ("embargo days", m["embargo_days"])]) + "</table>")
+    lineage = [("data hash", result.data_hash), ("feature schema hash", result.schema_hash),
+               ("config hash", config_hash(result.config))]
+    if bundle is not None:
+        lineage += [("content hash", bundle.content_hash()), ("feature registry", bundle.registry_version),
+                    ("code version", bundle.code_version), ("trained at", bundle.trained_at),
+                    *((f"library {k}", v) for k, v in sorted(bundle.library_versions.items()))]
+    parts.append("<h2>Data and code lineage</h2><table>" + _rows(lineage, num=False) + "</table>")
+    parts.append("<h2>All scores</h2>" + scores.to_html(float_format=number))
+    parts.append("<h2>Features</h2>" + importance.to_html(float_format=number))
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(version)}: "
+           f"{html.escape(result.symbol)} veto model</title><style>{CSS}</style></head><body>"
            + "\n".join(parts) + "</body></html>")
     return plots, tables, doc

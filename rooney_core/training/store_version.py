@@ -69,7 +69,7 @@ def train_and_store(cands: pd.DataFrame, symbol: str, tcfg: TrainingConfig, data
 
     def files(name: str) -> dict[str, bytes]:  # the report is titled with the version's name
         report.version = name
-        return {"report.html": build_report(result, name, report, plots)[2].encode(), **extra}
+        return {"report.html": build_report(result, name, report, plots, bundle)[2].encode(), **extra}
 
     name = store.add_version(bundle, extra_files=files)
     report.version = name

@@ -297,17 +297,27 @@ OPTUNA_SCHEMA = "optuna"  # Optuna's tables, beside Dagster's: both use alembic_
 def postgres_study_storage(url: str, schema: str = OPTUNA_SCHEMA) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage in ``schema`` of the PostgreSQL database at ``url`` (created if
     missing), so the studies live in the production instance's database without touching
-    Dagster's tables."""
+    Dagster's tables.
+
+    Runs that start at once on a new database would each create Optuna's tables and enum
+    types, and the second CREATE TYPE fails (found at full scale: two training runs of 20).
+    A session-level advisory lock makes one of them create the schema while the others wait."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(url)
     try:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        with engine.connect() as lock:
+            lock.execute(sqlalchemy.text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": f"rooney-{schema}"})
+            try:
+                with engine.begin() as conn:
+                    conn.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs={"connect_args": {"options": f"-csearch_path={schema}"}, "pool_pre_ping": True})
+            finally:
+                lock.execute(sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": f"rooney-{schema}"})
+                lock.commit()
     finally:
         engine.dispose()
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"options": f"-csearch_path={schema}"},
-                                                          "pool_pre_ping": True})
 
 
 def study_storage(tcfg: TrainingConfig, journal_path: Path) -> optuna.storages.BaseStorage | str:

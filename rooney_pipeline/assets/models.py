@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from rooney_core.formats import money
 from rooney_core.model.gates import GATES, ModelData
 from rooney_core.training.config import load_training_config
 from rooney_core.training.store_version import train_and_store
@@ -24,6 +25,10 @@ class TrainConfig(dg.Config):
     """Override the number of Optuna trials."""
     parity_months: int | None = None
     """Override pipeline.yml parity.months for the live-parity gate (the demo uses fewer)."""
+
+
+def _r3(x) -> float:
+    return round(float(x), 3) if x is not None else float("nan")
 
 
 @dg.asset(
@@ -67,15 +72,17 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
             "gates": "every gate passed" if report.passed else "FAILED: " + ", ".join(report.failed),
             "gate_report": table(report.table()),
             "holdout_start": m["holdout_start"],
-            "holdout_sharpe_selected": m["selected"]["sharpe"],
-            "holdout_sharpe_all": m["all"]["sharpe"],
+            # ratios to 3 decimals (the stored metrics keep full precision)
+            "holdout_sharpe_selected": _r3(m["selected"]["sharpe"]),
+            "holdout_sharpe_all": _r3(m["all"]["sharpe"]),
+            "holdout_net_pnl": money(m["selected"]["net_pnl"]),
             "holdout_trades": m["selected"]["trades"],
-            "psr_vs_zero": m["psr_vs_zero"],
-            "psr_vs_unfiltered": m["psr_vs_unfiltered"],
-            "deflated_sharpe": m["deflated_sharpe"],
+            "psr_vs_zero": _r3(m["psr_vs_zero"]),
+            "psr_vs_unfiltered": _r3(m["psr_vs_unfiltered"]),
+            "deflated_sharpe": _r3(m["deflated_sharpe"]),
             "edge_significant": m["edge_significant"],
-            "auc": m["auc"],
-            "threshold": result.threshold,
+            "auc": _r3(m["auc"]),
+            "threshold": _r3(result.threshold),
             "holdout_performance": table(tables["holdout_performance"]),
             "scores": table(tables["scores"].astype(str)),
             "feature_importance": table(tables["feature_importance"], max_rows=40),

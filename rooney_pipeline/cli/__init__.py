@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from rooney_core.errors import ConfigError, DataValidationError, RooneyError
+from rooney_core.formats import metric
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -289,8 +290,7 @@ def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, model_file
     write_bytes_atomic(equity_curve(f"{symbol} {start} .. {end or 'end'}", result.equity, capital),
                        out_dir / "equity.png")
     for k in ("trades", "net_pnl", "sharpe", "sortino", "max_drawdown_usd", "win_rate", "profit_factor"):
-        click.echo(f"{k:>18}: {result.metrics[k]:,.4g}" if isinstance(result.metrics[k], float)
-                   else f"{k:>18}: {result.metrics[k]}")
+        click.echo(f"{k:>18}: {metric(k, result.metrics[k])}")
     click.echo(str(out_dir / "trades.csv"))
 
 
@@ -482,14 +482,16 @@ def models_show(ctx, version: str, as_json: bool) -> None:
         integrity = f"REFUSED: {err}"
     click.echo(f"  production: {store.production(meta['symbol']) == version}; {integrity}")
     click.echo(f"  features ({len(meta['feature_names'])}): {', '.join(meta['feature_names'])}")
-    click.echo(f"  threshold {meta['threshold']}; params {meta.get('config', {}).get('best_params')}")
+    click.echo(f"  threshold {meta['threshold']:.2f}; params {meta.get('config', {}).get('best_params')}")
     for side in ("selected", "all"):
         s = met.get(side, {})
-        click.echo(f"  holdout {side:>8}: trades {s.get('trades')}, net ${s.get('net_pnl')}, Sharpe {s.get('sharpe')}, "
-                   f"Sortino {s.get('sortino')}, max DD ${s.get('max_drawdown_usd')}")
+        click.echo(f"  holdout {side:>8}: trades {metric('trades', s.get('trades'))}, net "
+                   f"{metric('net_pnl', s.get('net_pnl'))}, Sharpe {metric('sharpe', s.get('sharpe'))}, "
+                   f"Sortino {metric('sortino', s.get('sortino'))}, max DD "
+                   f"{metric('max_drawdown_usd', s.get('max_drawdown_usd'))}")
     for k in ("holdout_start", "psr_vs_zero", "psr_vs_unfiltered", "cv_sharpe", "deflated_sharpe", "trials_total",
               "auc", "brier", "precision"):
-        click.echo(f"  {k}: {met.get(k)}")
+        click.echo(f"  {k}: {metric(k, met.get(k))}")
     if report_problem:
         click.echo(f"  gates: REFUSED: {report_problem}")
     elif report is None:

@@ -139,7 +139,8 @@ def test_a_daily_loss_stop_blocks_entries_until_the_next_session(market):
     first = pd.Series(stops["signal_time"].to_numpy(), index=stop_day).groupby(level=0).min()
     for day, t0 in first.items():
         # the first refusal of the session was for a session P&L at or below -limit ...
-        pnl = float(stops[stop_day == day]["reason"].iloc[0].split("session P&L ")[1].split(" $")[0].replace(",", ""))
+        shown = stops[stop_day == day]["reason"].iloc[0].split("session P&L ")[1].split(" <=")[0]  # -$450.00
+        pnl = float(shown.replace("$", "").replace(",", ""))
         assert pnl <= -limit
         # ... and no instrument entered later in that session
         assert not ((entry_day == day) & (res.trades["signal_time"] > t0).to_numpy()).any()

@@ -166,6 +166,38 @@ def test_optuna_studies_live_in_the_same_database_beside_dagster(pg_url, tmp_pat
     instance.dispose()
 
 
+STUDY_STARTER = """
+import sys
+from rooney_core.training.tuning import postgres_study_storage
+import optuna
+storage = postgres_study_storage(sys.argv[1])
+optuna.create_study(storage=storage, study_name="ES-" + sys.argv[2], direction="maximize")
+print("ok")
+"""
+
+
+def test_training_runs_starting_at_once_on_a_new_database_share_one_optuna_schema(pg_url):
+    """Four processes (training runs starting together, as at full scale) open the study
+    storage on a database that has no Optuna tables yet: one creates the schema, the others
+    wait for it (without the lock the second CREATE TYPE studydirection fails)."""
+    import subprocess
+
+    from rooney_core.training.tuning import OPTUNA_SCHEMA
+
+    procs = [subprocess.Popen([sys.executable, "-c", STUDY_STARTER, pg_url, str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
+    assert {"studies", "trials"} <= _tables(pg_url, OPTUNA_SCHEMA)
+    import optuna
+
+    from rooney_core.training.tuning import postgres_study_storage
+
+    names = {s.study_name for s in optuna.get_all_study_summaries(postgres_study_storage(pg_url))}
+    assert names == {f"ES-{i}" for i in range(4)}
+
+
 WRITER = """
 import sys
 from rooney_core.live.predictions import PostgresPredictionLog
