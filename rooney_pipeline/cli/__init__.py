@@ -267,12 +267,14 @@ def backtest(ctx, data_dir: Path, symbol: str, start, end, model_ref, model_file
     model, the period starts at its holdout start unless --start (and --in-sample) say otherwise."""
     import json
 
+    cfg = _cfg(ctx)
+    cfg.instrument(symbol)  # every argument is checked before the heavy imports and any work
+    model, model_name = _backtest_model(cfg, symbol, model_ref, model_file, trust_file)
+
     from rooney_core.backtest.runner import TRADE_CSV_COLUMNS, model_period, run_backtest
     from rooney_core.io import write_bytes_atomic, write_text_atomic
     from rooney_core.reports import equity_curve
 
-    cfg = _cfg(ctx)
-    model, model_name = _backtest_model(cfg, symbol, model_ref, model_file, trust_file)
     start, sample = model_period(model, start, cfg.pipeline.backtest.start, in_sample)  # before any work
     hourly, feats = _bars_and_features(cfg, data_dir, symbol)
     capital = cfg.pipeline.backtest.initial_capital
