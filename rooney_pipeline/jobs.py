@@ -31,10 +31,16 @@ backtest_job = dg.define_asset_job(
     description="Backtest the production strategy with the production model and reconcile with references.",
 )
 
+# Runs carry this tag so the instance can cap heavy runs (dagster_home/postgres/dagster.yaml:
+# tag_concurrency_limits). The job's name is not a run tag: a limit on "dagster/job_name" never
+# applied (the full-scale run had four trainings at once).
+TRAINING_TAGS = {"rooney/stage": "training"}
+
 train_job = dg.define_asset_job(
     "train_job",
     selection=dg.AssetSelection.assets("veto_model"),
     description="Tune and train the instrument's veto model; adds a version to the model store.",
+    tags=TRAINING_TAGS,
 )
 
 promote_job = dg.define_asset_job(

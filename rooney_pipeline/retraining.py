@@ -36,7 +36,7 @@ from rooney_core.monitoring.dashboard import read_log
 from rooney_core.monitoring.monitor import Conditions, monitor_instrument
 from rooney_pipeline.assets.models import TRIGGER_TAG
 from rooney_pipeline.assets.monitoring import monitoring_paths
-from rooney_pipeline.jobs import bars_job
+from rooney_pipeline.jobs import TRAINING_TAGS, bars_job
 from rooney_pipeline.partitions import CONFIG
 from rooney_pipeline.resources import DiscordResource, RooneyResource
 
@@ -51,6 +51,7 @@ retrain_job = dg.define_asset_job(
     description="Retrain one instrument end to end: bars, features, labels, training with the six blocking gates, "
     "and promotion only when every gate passed (to the paper stage when validation.yml asks for one). "
     "Each outcome is logged (decisions.log) and alerted.",
+    tags=TRAINING_TAGS,
 )
 
 refresh_job = dg.define_asset_job(

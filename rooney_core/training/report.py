@@ -52,10 +52,15 @@ def plot_history(study: optuna.Study, params: pd.Series) -> bytes:
     trials = [t for t in study.trials if t.value is not None]
     # the parameter names need room of their own: a wider right panel, constrained layout
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained", gridspec_kw={"width_ratios": [3, 2]})
-    values = [t.value for t in trials]
-    axes[0].scatter([t.number for t in trials], values, s=12, label="trial")
-    axes[0].plot([t.number for t in trials], np.maximum.accumulate(values) if values else [], color="tab:red",
-                 label="best so far")
+    # only full-forest values compete for the model; the others were scored on small forests
+    full = [t for t in trials if t.user_attrs.get("full_forest", True)]
+    small = [t for t in trials if not t.user_attrs.get("full_forest", True)]
+    axes[0].scatter([t.number for t in full], [t.value for t in full], s=14, label="trial (full forest)")
+    if small:
+        axes[0].scatter([t.number for t in small], [t.value for t in small], s=10, color="lightgrey",
+                        label="trial (small forest, not grown)")
+    best = np.maximum.accumulate([t.value for t in full]) if full else []
+    axes[0].step([t.number for t in full], best, where="post", color="tab:red", label="best full-forest so far")
     axes[0].set_title("optimisation history (mean fold Sharpe)")
     axes[0].set_xlabel("trial")
     axes[0].legend(fontsize=8)
@@ -128,7 +133,7 @@ def build_report(result: TrainingResult, version: str, gates=None, plots: dict[s
     tables = {**({"gates": gates.table()} if gates is not None else {}),
               "holdout_performance": perf, "scores": scores, "feature_importance": importance,
               "best_params": pd.Series(result.best_params, name="value").astype(str).to_frame()}
-    sig = ("the cross-validated Sharpe beats the best of as many tries of noise" if m["edge_significant"]
+    sig = ("The cross-validated Sharpe beats the best of as many tries of noise" if m["edge_significant"]
            else "NO significant edge after deflating for the number of trials")
     gate_word = ("not validated" if gates is None else
                  "<span class='pass'>every gate passed</span>" if gates.passed else

@@ -300,3 +300,22 @@ def test_dg_dev_serves_the_postgres_instance_and_its_daemon_runs_what_the_ui_lau
         assert not (home / "history").exists() and not (home / "storage" / "runs").exists()  # no SQLite beside it
     finally:
         dev.stop()
+
+
+def test_every_run_concurrency_limit_matches_a_tag_that_runs_carry():
+    """A tag_concurrency_limits entry keyed on something no run carries never applies (the
+    full-scale run had four trainings at once under a limit of two on dagster/job_name): each
+    limit of the production instance must match the tags of a job that needs it."""
+    import yaml
+
+    from rooney_pipeline.definitions import defs
+
+    conf = yaml.safe_load((REPO_ROOT / "dagster_home" / "postgres" / "dagster.yaml").read_text())
+    limits = conf["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert limits
+    jobs = {name: defs.resolve_job_def(name).tags for name in ("train_job", "retrain_job")}
+    for limit in limits:
+        assert limit["key"] != "dagster/job_name"
+        carried = [name for name, tags in jobs.items() if tags.get(limit["key"]) == limit.get("value")]
+        assert carried, f"no job's runs carry {limit['key']}={limit.get('value')}"
+    assert all(any(tags.get(x["key"]) == x.get("value") for x in limits) for tags in jobs.values())
