@@ -48,7 +48,7 @@ def quick_veto(cfg, symbol: str, data: Path, before: str):
     inst = cfg.instrument(symbol)
     own = load_session_bars(data, inst, **cfg.pipeline.data.gate()).hourly
     pair = load_session_bars(data, cfg.instrument(inst.pair), **cfg.pipeline.data.gate()).hourly if inst.pair else None
-    names = selected_features(cfg.features.selection)
+    names = selected_features(cfg)
     feats = REGISTRY.compute(instrument_inputs(cfg, symbol, own, pair), names)
     cands = extract_candidates(own, feats, inst, cfg.strategy, end=before)
     x = cands[names]

@@ -3,8 +3,10 @@
 Every model forbids extra keys, so a typo is an error naming the file and the key, raised
 before any work starts (R5). The one YAML reader (``read_yaml``) refuses a key given twice;
 every float refuses infinity and NaN; dates and durations are parsed at load. Cross-file
-rules (a pair or a pipeline symbol that is not an instrument, an unknown feature, an
-instrument listed twice) are checked here too.
+rules (a pair or a pipeline symbol that is not an instrument, an instrument listed twice) are
+checked here too. Which feature names exist is the feature registry's to say:
+``rooney_core.features.check_selection`` checks features.yml against it, so this module, the
+bottom layer, imports nothing of the features or data packages (no import cycle).
 """
 
 from __future__ import annotations
@@ -672,11 +674,8 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> RooneyConfi
                 errors.append(f"{pipe_file}: key '{key}.{i}': unknown instrument {sym!r} (not in instruments.yml)")
         errors += _listed_twice(pipe_file, key, syms)
     if isinstance(features.selection, list):
-        from rooney_core.features import REGISTRY
-
-        for i, name in enumerate(features.selection):
-            if name not in REGISTRY:
-                errors.append(f"{cdir / 'features.yml'}: key 'selection.{i}': unknown feature {name!r}")
+        # whether each name is a feature is the registry's to say (rooney_core.features.check_selection):
+        # the config layer imports nothing above it
         errors += _listed_twice(cdir / "features.yml", "selection", features.selection)
     if errors:
         raise ConfigError("invalid config\n" + "\n".join(errors))

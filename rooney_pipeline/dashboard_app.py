@@ -25,9 +25,9 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from rooney_core.config import load_config
 from rooney_core.model import ModelStore
 from rooney_core.monitoring import dashboard as db
+from rooney_pipeline import settings
 
 log = logging.getLogger("rooney_pipeline.dashboard_app")
 
@@ -36,7 +36,7 @@ st.set_page_config(page_title="Rooney monitoring", page_icon=":bar_chart:", layo
 
 @st.cache_resource(show_spinner=False)
 def _cfg():
-    return load_config()
+    return settings.load()
 
 
 cfg = _cfg()

@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
+from rooney_core.config import REPO_ROOT, RooneyConfig
+from rooney_pipeline import settings
 
 # (job, partitioned?) in order; the demo trains with configs/training/demo.yml layered on top
 STAGES = (("bars_job", True), ("features_job", True), ("candidates_job", True), ("train_job", True),
@@ -74,7 +75,7 @@ def ensure_sample_data(cfg: RooneyConfig, say: Callable[[str], None], force: boo
 def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
              say: Callable[[str], None] = print) -> bool:
     home = ensure_dagster_home()
-    cfg = load_config()  # validated before any work (R5)
+    cfg = settings.load()  # validated before any work (R5)
     symbols = symbols or cfg.symbols
     for s in symbols:
         if s not in cfg.symbols:

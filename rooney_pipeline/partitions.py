@@ -6,9 +6,9 @@ import warnings
 
 import dagster as dg
 
-from rooney_core.config import load_config
+from rooney_pipeline import settings
 
-CONFIG = load_config()
+CONFIG = settings.load()  # the same object the resources get (rooney_pipeline.settings)
 instrument_partitions = dg.StaticPartitionsDefinition(CONFIG.symbols)
 
 # Asset checks carry the instrument partitions, so the UI shows ES's gates for ES, not the last

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from rooney_core.config import REPO_ROOT, RooneyConfig, load_config
+from rooney_core.config import REPO_ROOT, RooneyConfig
 from rooney_core.data.lake import Lake
 from rooney_core.model import ModelStore
 from rooney_core.monitoring.alerts import Alert, AlertSink, DiscordWebhook
 from rooney_core.redact import REDACTED
+from rooney_pipeline import settings
 
 
 class RooneyResource(dg.ConfigurableResource):
@@ -29,7 +30,7 @@ class RooneyResource(dg.ConfigurableResource):
 
     @cached_property
     def cfg(self) -> RooneyConfig:
-        return load_config(self.config_dir)
+        return settings.load(self.config_dir)
 
     @property
     def data_path(self):

@@ -220,7 +220,7 @@ class FeatureBuffer:
         """The buffer for ``symbol`` as the pipeline computes it: its session calendar, its
         pair, the configured staleness and (by default) features.yml's selection."""
         inst = cfg.instrument(symbol)
-        chosen = selected_features(cfg.features.selection) if names is None else names
+        chosen = selected_features(cfg) if names is None else names
         return cls(symbol, inst.calendar, pair=inst.pair, names=chosen,
                    pair_max_staleness=cfg.features.pair_max_staleness)
 

@@ -109,7 +109,7 @@ def parity_check(cfg: RooneyConfig, symbol: str, data_dir: str | Path, store: Mo
               for s in filter(None, (symbol, inst.pair))}
     own = loaded[symbol]
     pair = loaded[inst.pair].hourly if inst.pair else None
-    feats = REGISTRY.compute(instrument_inputs(cfg, symbol, own.hourly, pair), selected_features(cfg.features.selection))
+    feats = REGISTRY.compute(instrument_inputs(cfg, symbol, own.hourly, pair), selected_features(cfg))
     last = own.hourly.index[-1]
     start = start or str((last - pd.DateOffset(months=months)).date())
     if isinstance(model, VetoBundle):
@@ -176,7 +176,7 @@ def portfolio_parity_check(cfg: RooneyConfig, data_dir: str | Path, store: Model
         raise ValueError("portfolio parity: give a start (the config has no holdout period)")
     feats = {s: REGISTRY.compute(instrument_inputs(cfg, s, loaded[s].hourly,
                                                    loaded[cfg.instrument(s).pair].hourly if cfg.instrument(s).pair
-                                                   else None), selected_features(cfg.features.selection))
+                                                   else None), selected_features(cfg))
              for s in symbols}
     bundles = {s: store.load(v) if v else None for s, v in config.models.items()}
     bt = run_portfolio({s: loaded[s].hourly for s in symbols}, feats, {s: cfg.instrument(s) for s in symbols},

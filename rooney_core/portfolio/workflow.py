@@ -65,7 +65,7 @@ def market_from_dir(cfg: RooneyConfig, data_dir: str | Path, store: ModelStore, 
     need = sorted({*symbols, *(cfg.instrument(s).pair for s in symbols if cfg.instrument(s).pair)})
     hourly_all = {s: load_session_bars(data_dir, cfg.instrument(s), **cfg.pipeline.data.gate()).hourly for s in need}
     feats = {s: REGISTRY.compute(instrument_inputs(cfg, s, hourly_all[s], hourly_all.get(cfg.instrument(s).pair)),
-                                 selected_features(cfg.features.selection)) for s in symbols}
+                                 selected_features(cfg)) for s in symbols}
     models, names, shas = chosen_models(store, symbols, versions)
     labels = {s: extract_candidates(hourly_all[s], feats[s], cfg.instrument(s), cfg.strategy) for s in symbols}
     return PortfolioMarket(

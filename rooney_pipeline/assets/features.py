@@ -41,7 +41,7 @@ def load_pair_hourly(context, rooney: RooneyResource, symbol: str) -> tuple[str 
 def features(context: dg.AssetExecutionContext, rooney: RooneyResource):
     cfg = rooney.cfg
     symbol = context.partition_key
-    names = selected_features(cfg.features.selection)
+    names = selected_features(cfg)
     hourly = rooney.lake.read("hourly", symbol)
     pair, pair_hourly = load_pair_hourly(context, rooney, symbol)
     inputs = instrument_inputs(cfg, symbol, hourly, pair_hourly)

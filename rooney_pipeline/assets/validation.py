@@ -50,7 +50,7 @@ def feature_validation(context: dg.AssetExecutionContext, config: FeatureValidat
     fv = cfg.pipeline.feature_validation
     symbol = context.partition_key
     inst = cfg.instrument(symbol)
-    names = selected_features(cfg.features.selection)
+    names = selected_features(cfg)
     hourly = rooney.lake.read("hourly", symbol)
     pair, pair_hourly = load_pair_hourly(context, rooney, symbol)
     ours = instrument_inputs(cfg, symbol, hourly, pair_hourly)

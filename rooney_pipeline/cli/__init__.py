@@ -32,10 +32,10 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 
 
 def _cfg(ctx: click.Context):
-    from rooney_core.config import load_config
+    from rooney_pipeline import settings
 
     if "cfg" not in ctx.obj:
-        ctx.obj["cfg"] = load_config(ctx.obj.get("config_dir"))
+        ctx.obj["cfg"] = settings.load(ctx.obj.get("config_dir"))
     return ctx.obj["cfg"]
 
 
@@ -237,7 +237,7 @@ def _bars_and_features(cfg, data_dir: Path, symbol: str):
         pair_hourly = load_session_bars(data_dir, cfg.instrument(inst.pair), **cfg.pipeline.data.gate()).hourly
     elif inst.pair:
         _say(f"warning: {csv_path(data_dir, inst.pair)} not found: pair features will be missing (NaN)")
-    names = selected_features(cfg.features.selection)
+    names = selected_features(cfg)
     feats = REGISTRY.compute(instrument_inputs(cfg, symbol, own.hourly, pair_hourly), names)
     _say(f"{symbol}: {len(own.hourly)} hourly bars, {len(names)} features")
     return own.hourly, feats

@@ -141,7 +141,7 @@ def live_state(dirs, dashboard_server) -> db.DashboardPaths:
         hourly[s] = bars.hourly
         lake.write("hourly", s, bars.hourly)
         lake.write("daily", s, bars.daily)
-    names = selected_features(CFG.features.selection)
+    names = selected_features(CFG)
     store = ModelStore(dirs.models)
     for s in SYMBOLS:
         feats = REGISTRY.compute(instrument_inputs(CFG, s, hourly[s], hourly.get(CFG.instrument(s).pair)), names)
