@@ -104,6 +104,14 @@ class SessionCalendar:
         d = np.asarray(trading_dates).astype("datetime64[D]")
         return np.isin(d, self._special().holidays)
 
+    def trading_days(self, start, end) -> np.ndarray:
+        """Trading dates (datetime64[D]) from ``start`` to ``end``, both included (their dates;
+        a time of day is dropped): the weekdays the exchange calendar has a session on (every
+        weekday without an exchange)."""
+        lo, hi = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+        d = pd.bdate_range(lo, hi).values.astype("datetime64[D]")
+        return d[~self.is_holiday(d)]
+
     def close_at(self, trading_dates: np.ndarray) -> np.ndarray:
         """Exchange-local close (datetime64[m]) of each trading date's session: the usual
         close, or the exchange calendar's early close."""

@@ -1,7 +1,8 @@
 """Performance metrics: the one module every backtest, training report and monitor uses.
 
 Units: P&L in $; Sharpe and Sortino annualised from *daily* P&L with sqrt(252); drawdown
-in $ and as a fraction of the running equity peak (capital included).
+in $ and as a fraction of the running equity peak (capital included). Daily P&L itself is
+built in ``rooney_core.backtest.daily`` (marked to market, or realised by exit day).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from rooney_core.backtest.daily import marked_to_market, session_equity
 from rooney_core.sessions import SessionCalendar
 
 TRADING_DAYS = 252
@@ -50,10 +52,9 @@ def equity_by_bar(timestamps: np.ndarray, close: np.ndarray, trades: pd.DataFram
 
 
 def daily_equity(timestamps: np.ndarray, equity: np.ndarray, calendar: SessionCalendar) -> pd.Series:
-    """Equity at the last bar of each trading session, indexed by trading date."""
-    td = calendar.trading_date(timestamps)
-    last = np.r_[td[1:] != td[:-1], True]
-    return pd.Series(equity[last], index=pd.DatetimeIndex(td[last].astype("datetime64[ns]"), name="date"))
+    """Equity at the last bar of each trading session, indexed by trading date
+    (``daily.session_equity`` of the per-bar equity)."""
+    return session_equity(pd.Series(equity, index=pd.DatetimeIndex(timestamps)), calendar)
 
 
 def sharpe(daily_pnl: pd.Series | np.ndarray) -> float:
@@ -102,8 +103,9 @@ def trade_stats(trades: pd.DataFrame) -> dict:
 
 def performance_metrics(trades: pd.DataFrame, equity_daily: pd.Series, capital: float,
                         exposure: float) -> dict:
-    """The metrics table of a backtest (daily P&L from mark-to-market equity)."""
-    daily = equity_daily.diff().fillna(equity_daily.iloc[0] - capital) if len(equity_daily) else equity_daily
+    """The metrics table of a backtest; ``equity_daily``: the equity at each session's last
+    bar (``daily_equity``), daily P&L from it (``daily.marked_to_market``)."""
+    daily = marked_to_market(equity_daily, capital)
     dd_usd, dd_pct = max_drawdown(np.r_[capital, equity_daily.to_numpy()])
     stats = trade_stats(trades)
     return {

@@ -37,6 +37,7 @@ from rooney_core.io import append_jsonl, read_jsonl, write_text_atomic
 from rooney_core.monitoring.config import HealthLimits
 from rooney_core.monitoring.drift import ood_rate
 from rooney_core.monitoring.performance import live_daily_pnl, sharpe_standard_error
+from rooney_core.sessions import SessionCalendar
 
 HEALTH_FILE = "health.json"
 HEALTH_LOG = "health.log"
@@ -130,12 +131,14 @@ def model_age_days(trained_at: str | None, now: datetime | None = None) -> float
 
 def assess(symbol: str, rows: pd.DataFrame, live_features: pd.DataFrame, model_features: list[str],
            trained_at: str | None, limits: HealthLimits, reference: pd.DataFrame | None = None,
-           now: datetime | None = None, end: pd.Timestamp | str | None = None) -> HealthDecision:
+           now: datetime | None = None, end: pd.Timestamp | str | None = None,
+           calendar: SessionCalendar | None = None) -> HealthDecision:
     """Measure and decide for one instrument: ``rows`` its ``signals.signal_rows`` (in time
     order), ``live_features`` their ``signals.feature_frame`` (same order), the model's
     features and training time (its age at ``now``, UTC), and its training distribution
     (``reference``). The live window ends at ``end`` (exchange-local, like the log's
-    times; default the last exit)."""
+    times; default the last exit). The live Sharpe's days are ``calendar``'s trading days
+    (without one, every weekday: ``performance.live_daily_pnl``)."""
     recent = live_features.iloc[-limits.window_signals:]
     cols = recent.reindex(columns=model_features)
     nan_rates = {f: float(cols[f].isna().mean()) for f in model_features} if len(cols) else {}
@@ -147,7 +150,7 @@ def assess(symbol: str, rows: pd.DataFrame, live_features: pd.DataFrame, model_f
         start = end_ts - pd.Timedelta(days=limits.live_window_days)
         trades = exits[(exits["exit_time"] > start) & (exits["exit_time"] <= end_ts)]
         n = len(trades)
-        daily = live_daily_pnl(trades, start, end_ts)
+        daily = live_daily_pnl(trades, start, end_ts, calendar)
         live, days = (sharpe(daily) if n else None), len(daily)
     return health_decision(symbol, limits=limits, nan_rates=nan_rates, ood_rate=ood,
                            model_age_days=model_age_days(trained_at, now), live_sharpe=live, live_trades=n,

@@ -29,8 +29,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from rooney_core.backtest.daily import realised_by_day, trading_days
 from rooney_core.backtest.metrics import TRADING_DAYS, sharpe
 from rooney_core.monitoring.config import PerformanceLimits
+from rooney_core.sessions import SessionCalendar
 
 NOT_RECORDED = "not recorded in the bundle's metrics"
 
@@ -295,14 +297,22 @@ def _window(window: int | str | pd.Timedelta) -> pd.Timedelta:
     return pd.Timedelta(days=window) if isinstance(window, int | np.integer) else pd.Timedelta(window)
 
 
-def live_daily_pnl(trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
-    """Net P&L per weekday of the exit (zero on weekdays without one) in (start, end]. Not
-    marked to market, unlike the backtest's Sharpe: trades last hours, within a session."""
-    days = pd.bdate_range(start.normalize() + pd.Timedelta(days=1), end.normalize())
-    if len(trades) == 0:
-        return pd.Series(0.0, index=days)
-    pnl = trades.groupby(pd.to_datetime(trades["exit_time"]).dt.normalize())["pnl_net"].sum()
-    return pnl.reindex(days.union(pnl.index), fill_value=0.0).sort_index()
+def live_daily_pnl(trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp,
+                   calendar: SessionCalendar | None = None) -> pd.Series:
+    """Net P&L per trading day of the exit (zero on trading days without one), the days
+    after ``start``'s date up to ``end``'s (``daily.realised_by_day``). Not marked to market,
+    unlike the backtest's Sharpe: trades last hours, within a session.
+
+    With the instrument's ``calendar``, the days are its trading days (exchange holidays
+    excluded) and an exit counts on its trading date. Without one (a caller with no
+    instrument at hand), every weekday counts as a trading day and an exit counts on its
+    calendar date: the fallback, logged by ``daily.trading_days``."""
+    days = trading_days(start.normalize() + pd.Timedelta(days=1), end.normalize(), calendar)
+    exits = pd.to_datetime(trades["exit_time"]).to_numpy(dtype="datetime64[ns]") if len(trades) else \
+        np.empty(0, dtype="datetime64[ns]")
+    exit_day = calendar.trading_date(exits) if calendar is not None else exits.astype("datetime64[D]")
+    pnl = trades["pnl_net"].to_numpy(dtype=float) if len(trades) else np.empty(0)
+    return realised_by_day(pnl, exit_day, days)
 
 
 def sharpe_standard_error(sr_annual: float, days: int) -> float:
@@ -345,7 +355,8 @@ def standard_errors(live: Mapping[str, float], expected: Mapping[str, float | No
 
 def performance_drop(scored: pd.DataFrame, metrics: Mapping, window: int | str | pd.Timedelta = 90, *,
                      end: pd.Timestamp | str | None = None, max_drop: float = 0.10, min_trades: int = 20,
-                     holdout: pd.DataFrame | None = None, confidence: float = 0.99) -> PerformanceDrop:
+                     holdout: pd.DataFrame | None = None, confidence: float = 0.99,
+                     calendar: SessionCalendar | None = None) -> PerformanceDrop:
     """The retrain trigger for one instrument's model: over the ``window`` (days, or a
     pandas offset such as "90D") ending at ``end`` (default: the last exit), the live Sharpe,
     P&L per trade and win rate of the taken trades against the veto-on holdout backtest
@@ -356,7 +367,9 @@ def performance_drop(scored: pd.DataFrame, metrics: Mapping, window: int | str |
     the standard errors of both (``standard_errors``). A window of a market that has not
     changed is then not read as a drop: 90 days of trades give a Sharpe ratio with a standard
     error near 2, and a half-year holdout's Sharpe is itself uncertain by about 1.4.
-    ``scored``: ``outcomes`` rows."""
+    ``scored``: ``outcomes`` rows; ``calendar``: the instrument's session calendar, whose
+    trading days the live Sharpe is taken over (without it every weekday counts, holidays
+    included: ``live_daily_pnl``)."""
     exits = scored[scored["resolved"]].copy()
     end_ts = pd.Timestamp(end) if end is not None else (exits["exit_time"].max() if len(exits)
                                                          else scored["bar_time"].max())
@@ -365,7 +378,7 @@ def performance_drop(scored: pd.DataFrame, metrics: Mapping, window: int | str |
     start_ts = end_ts - _window(window)
     trades = exits[(exits["exit_time"] > start_ts) & (exits["exit_time"] <= end_ts)]
     pnl = trades["pnl_net"].to_numpy(float)
-    daily = live_daily_pnl(trades, start_ts, end_ts)
+    daily = live_daily_pnl(trades, start_ts, end_ts, calendar)
     live = {"sharpe": sharpe(daily) if len(trades) else float("nan"),
             "pnl_per_trade": float(pnl.mean()) if len(pnl) else float("nan"),
             "win_rate": float((pnl > 0).mean()) if len(pnl) else float("nan")}

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rooney_core.backtest.daily import marked_to_market
 from rooney_core.config import Instrument, StrategyConfig
 from rooney_core.live.paper import PaperBroker
 from rooney_core.portfolio.guard import RULE_ORDER, PortfolioGuard, PortfolioRules
@@ -251,10 +252,8 @@ def _counterfactual(bars: pd.DataFrame, x: np.ndarray, i: int, inst: Instrument,
 
 def daily_pnl(equity: pd.Series, calendar, capital: float) -> pd.Series:
     """Daily P&L of a marked-to-market equity series (one value per trading date: the last
-    equity of the session minus the previous session's)."""
-    days = calendar.trading_date(equity.index.values).astype("datetime64[ns]")
-    last = equity.groupby(days).last()
-    return last.diff().fillna(last.iloc[0] - capital) if len(last) else last
+    equity of the session minus the previous session's): ``daily.marked_to_market``."""
+    return marked_to_market(equity, capital, calendar)
 
 
 def portfolio_summary(result: PortfolioResult, calendar, capital: float = 100_000.0) -> dict:

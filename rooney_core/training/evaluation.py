@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from rooney_core.backtest.daily import marked_to_market
 from rooney_core.backtest.metrics import TRADING_DAYS, sharpe
 
 EULER_GAMMA = 0.5772156649015329
@@ -70,9 +71,9 @@ def deflated_sharpe(daily_pnl: np.ndarray, trial_sharpes_annual: list[float],
 
 
 def backtest_daily_pnl(result, capital: float) -> pd.Series:
-    """Daily P&L of a backtest's marked-to-market equity (trading dates)."""
-    eq = result.equity
-    return eq.diff().fillna(eq.iloc[0] - capital) if len(eq) else eq
+    """Daily P&L of a backtest's marked-to-market equity (trading dates; its ``equity`` is
+    already one value per session: ``daily.marked_to_market`` without a calendar)."""
+    return marked_to_market(result.equity, capital)
 
 
 def _backtest_summary(result, capital: float) -> dict:

@@ -1,7 +1,8 @@
 """Walk-forward Optuna tuning of the Random Forest veto model.
 
 Objective (STRATEGY.md): the annualised Sharpe of the daily net P&L of the trades the model
-*selects*, averaged over the folds. Inside each fold the forest is fitted on the earlier
+*selects* (by exit trading day over the instrument's trading days, exchange holidays excluded:
+``backtest.daily.realised_by_day``), averaged over the folds. Inside each fold the forest is fitted on the earlier
 training rows and the threshold chosen on a purged, time-ordered validation slice of the
 latest ones (``splits.threshold_split``), so the test fold's labels never touch the
 threshold. A fold whose selection holds fewer than ``min_trades_per_fold`` trades scores the
@@ -28,7 +29,9 @@ import optuna
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
+from rooney_core.backtest.daily import exit_days_grid, realised_by_day
 from rooney_core.backtest.metrics import sharpe
+from rooney_core.sessions import SessionCalendar
 from rooney_core.training.config import SearchSpace, TrainingConfig
 from rooney_core.training.splits import Fold, threshold_split
 
@@ -64,7 +67,8 @@ def fit_forest(params: dict, seed: int, n_jobs: int, x: np.ndarray, y: np.ndarra
 @dataclass(frozen=True)
 class TradeSet:
     """Rows of labelled signals as arrays: features, label, net P&L, exit trading day, and
-    the signal and exit times (for purging)."""
+    the signal and exit times (for purging); and the instrument's session calendar, whose
+    trading days (holidays excluded) are the days of the daily P&L a Sharpe is taken over."""
 
     x: np.ndarray
     win: np.ndarray
@@ -72,17 +76,28 @@ class TradeSet:
     exit_day: np.ndarray  # datetime64[D] of the exit fill's trading date
     signal: np.ndarray  # datetime64[ns]
     exit: np.ndarray  # datetime64[ns]
+    calendar: SessionCalendar
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, features: list[str], calendar) -> TradeSet:
         exits = df["exit_time"].to_numpy(dtype="datetime64[ns]")
         return cls(df[features].to_numpy(dtype=float), df["win"].to_numpy(dtype=bool),
                    df["pnl_net"].to_numpy(dtype=float), calendar.trading_date(exits),
-                   df["signal_time"].to_numpy(dtype="datetime64[ns]"), exits)
+                   df["signal_time"].to_numpy(dtype="datetime64[ns]"), exits, calendar)
 
     def take(self, idx: np.ndarray) -> TradeSet:
         return TradeSet(self.x[idx], self.win[idx], self.pnl[idx], self.exit_day[idx], self.signal[idx],
-                        self.exit[idx])
+                        self.exit[idx], self.calendar)
+
+    def days(self) -> np.ndarray:
+        """The trading days (calendar's, datetime64[D]) from the first exit to the last: the
+        days of these rows' daily P&L."""
+        return exit_days_grid(self.exit_day, self.calendar)
+
+    def daily_pnl(self, selected: np.ndarray) -> pd.Series:
+        """Daily net P&L of the ``selected`` rows by exit trading day over ``days()`` (0 on a
+        trading day without a selected exit)."""
+        return realised_by_day(self.pnl[selected], self.exit_day[selected], self.days())
 
     def weights(self, kind: str) -> np.ndarray | None:
         """Sample weights for fitting: None, or |P&L| (the objective is dollars, not win rate)."""
@@ -93,23 +108,14 @@ class TradeSet:
 
 
 def selected_sharpe(pnl: np.ndarray, exit_day: np.ndarray, selected: np.ndarray, days: np.ndarray) -> float:
-    """Annualised Sharpe of the daily P&L of the selected trades over every trading day of
-    the window (days without a selected exit count as 0)."""
-    daily = pd.Series(pnl[selected]).groupby(exit_day[selected]).sum()
-    series = daily.reindex(pd.DatetimeIndex(days.astype("datetime64[ns]")), fill_value=0.0)
-    return sharpe(series.to_numpy())
-
-
-def window_days(exit_day: np.ndarray) -> np.ndarray:
-    """Business days spanned by the exits of a window (the denominator of daily Sharpe)."""
-    if len(exit_day) == 0:
-        return np.empty(0, dtype="datetime64[D]")
-    return pd.bdate_range(exit_day.min(), exit_day.max()).values.astype("datetime64[D]")
+    """Annualised Sharpe of the daily P&L of the selected trades over the trading days
+    ``days`` of the window (days without a selected exit count as 0)."""
+    return sharpe(realised_by_day(pnl[selected], exit_day[selected], days).to_numpy())
 
 
 def choose_threshold(p: np.ndarray, rows: TradeSet, grid: list[float], min_trades: int) -> tuple[float, float]:
     """The grid threshold whose selection has the best daily Sharpe (with enough trades)."""
-    days = window_days(rows.exit_day)
+    days = rows.days()
     best = (grid[0], -np.inf)
     for thr in grid:
         sel = p >= thr
@@ -166,9 +172,7 @@ def fold_fit(params: dict, data: TradeSet, fold: Fold, tcfg: TrainingConfig,
     train, test = data.take(fold.train), data.take(fold.test)
     forest, thr, _, _ = fit_with_threshold(params, train, tcfg, grow)
     sel = forest.predict_proba(test.x)[:, 1] >= thr
-    days = window_days(test.exit_day)
-    daily = pd.Series(test.pnl[sel]).groupby(test.exit_day[sel]).sum().reindex(
-        pd.DatetimeIndex(days.astype("datetime64[ns]")), fill_value=0.0)
+    daily = test.daily_pnl(sel)
     if sel.sum() < tcfg.min_trades_per_fold:
         return tcfg.min_trades_penalty, thr, daily, forest
     s = sharpe(daily.to_numpy())
