@@ -7,6 +7,10 @@ module), and a Streamlit script draws a page when imported; here ``rooney_core``
 importable without Streamlit. Nothing imports this file (``streamlit run`` executes it) and it
 imports nothing of Dagster.
 
+``?report=ES_v3`` (or a portfolio version) shows that version's stored report instead: the
+Dagster UI's ``report_url`` metadata links here, since a browser will not open a local file
+from a web page.
+
 Where it reads comes from the environment `rooney dashboard` sets: $ROONEY_LIVE_STATE_DIR,
 $ROONEY_MODEL_STORE, $ROONEY_LAKE_DIR, $ROONEY_ALERTS_DIR and $ROONEY_CONFIG_DIR.
 
@@ -24,6 +28,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
 from rooney_core.model import ModelStore
 from rooney_core.monitoring import dashboard as db
@@ -138,6 +143,28 @@ def _panel(key: str, symbol: str) -> None:
             st.warning(f"Could not draw this panel: {type(err).__name__}: {err}")
             return
         _show(panel, png)
+
+
+# --- a report: ?report=ES_v3 or ?report=portfolio_v1 (the Dagster UI's "report_url" links) ---
+
+
+def _report(name: str) -> None:
+    """The stored report of a model or portfolio version, as the store holds it (its sha-checked
+    directory: only a real version name resolves, never a path)."""
+    store = ModelStore(paths.model_store)
+    try:
+        folder = store.portfolio_dir(name) if name.startswith("portfolio_") else store.version_dir(name)
+        text = (folder / "report.html").read_text(encoding="utf-8")
+    except Exception as err:  # noqa: BLE001 - an unknown version or a store without reports: say so
+        st.error(f"No report for {name!r}: {err}")
+        return
+    st.caption(f"{folder / 'report.html'} · [back to monitoring](./)")
+    components.html(text, height=2600, scrolling=True)
+
+
+if st.query_params.get("report"):
+    _report(st.query_params["report"])
+    st.stop()
 
 
 # --- the page --------------------------------------------------------------------------------

@@ -129,6 +129,8 @@ def run_demo(symbols: list[str] | None = None, regenerate: bool = False,
     if port:
         say(f"portfolio: {port.get('version')} ({port.get('promoted')}); production portfolio "
             f"{store.production_portfolio() or 'none'}; report {port.get('report')}")
+    say("the reports (model cards) and monitoring: uv run --frozen rooney dashboard  (then http://127.0.0.1:8501; "
+        "the UI's report_url links open there)")
     say(f"browse the runs, lineage and plots: DAGSTER_HOME={home} uv run --frozen dg dev  (then http://127.0.0.1:3000)")
     return ok
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import ModelStoreResource, RooneyResource
 from rooney_pipeline.sensors import SENSORS as ALERT_SENSORS
 
 bars_job = dg.define_asset_job(
@@ -77,11 +77,11 @@ JOBS = [bars_job, features_job, candidates_job, train_job, promote_job, paper_st
 @dg.sensor(job=paper_stage_job, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,
            description="Every hour: a paper_stage run for each instrument with a version in the paper stage "
            "(promoted automatically when its paper results track the backtest).")
-def paper_stage_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource):
+def paper_stage_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource, model_store: ModelStoreResource):
     from datetime import UTC, datetime
 
     hour = f"{datetime.now(UTC):%Y%m%d%H}"
-    store = rooney.store
+    store = model_store.get()
     for symbol in rooney.cfg.symbols:
         entry = store.paper_entry(symbol)
         if entry is not None and entry.get("status") == "paper":

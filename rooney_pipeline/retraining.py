@@ -38,7 +38,7 @@ from rooney_pipeline.assets.models import TRIGGER_TAG
 from rooney_pipeline.assets.monitoring import monitoring_paths
 from rooney_pipeline.jobs import TRAINING_TAGS, bars_job
 from rooney_pipeline.partitions import CONFIG
-from rooney_pipeline.resources import DiscordResource, RooneyResource
+from rooney_pipeline.resources import DiscordResource, LakeResource, ModelStoreResource, RooneyResource
 
 REASONS_TAG = "rooney/reasons"
 AUTOMATION = load_monitoring_config(CONFIG.config_dir).automation  # validated at load, like the partitions
@@ -105,8 +105,9 @@ def monitoring_schedule(context: dg.ScheduleEvaluationContext, rooney: RooneyRes
 # --- the retrain sensors ---------------------------------------------------------------------
 
 
-def retrain_requests(context: dg.SensorEvaluationContext, rooney: RooneyResource, discord: DiscordResource,
-                     name: str, keys: tuple[str, ...], now: datetime | None = None) -> dg.SensorResult | dg.SkipReason:
+def retrain_requests(context: dg.SensorEvaluationContext, rooney: RooneyResource, lake: LakeResource,
+                     model_store: ModelStoreResource, discord: DiscordResource, name: str,
+                     keys: tuple[str, ...], now: datetime | None = None) -> dg.SensorResult | dg.SkipReason:
     """One retrain request per instrument whose findings ``keys`` are active, remembered in the
     cursor: asked once per model version and condition, again after ``cooldown_days``."""
     policy = load_monitoring_config(rooney.cfg.config_dir).automation
@@ -115,7 +116,7 @@ def retrain_requests(context: dg.SensorEvaluationContext, rooney: RooneyResource
         return dg.SkipReason(f"{name}: switched off (automation.triggers in configs/monitoring.yml)")
     now = now or datetime.now(UTC)
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
-    paths = monitoring_paths(rooney, discord)
+    paths = monitoring_paths(rooney, lake, model_store, discord)
     log = read_log(paths)
     conditions = Conditions(paths.alerts_dir)
     requests, said = [], []
@@ -177,9 +178,9 @@ def _recent_retrain(instance: dg.DagsterInstance | None, symbol: str, since: dat
     description="Requests retrain_job for an instrument whose live accuracy or P&L is down at least 10% against "
     "the holdout backtest over the window (configs/monitoring.yml performance:), once per model and condition "
     "(the cursor), and alerts.")
-def performance_retrain_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource,
-                               discord: DiscordResource):
-    return retrain_requests(context, rooney, discord, "performance", ("performance",))
+def performance_retrain_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource, lake: LakeResource,
+                               model_store: ModelStoreResource, discord: DiscordResource):
+    return retrain_requests(context, rooney, lake, model_store, discord, "performance", ("performance",))
 
 
 @dg.sensor(
@@ -188,8 +189,9 @@ def performance_retrain_sensor(context: dg.SensorEvaluationContext, rooney: Roon
     description="Requests retrain_job for an instrument whose features drifted from the training distribution or "
     "whose market left the training regime (configs/monitoring.yml drift:, regime:), once per model and "
     "condition (the cursor), and alerts.")
-def drift_retrain_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource, discord: DiscordResource):
-    return retrain_requests(context, rooney, discord, "drift", ("drift", "regime"))
+def drift_retrain_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource, lake: LakeResource,
+                         model_store: ModelStoreResource, discord: DiscordResource):
+    return retrain_requests(context, rooney, lake, model_store, discord, "drift", ("drift", "regime"))
 
 
 # --- new raw data ----------------------------------------------------------------------------
@@ -202,9 +204,9 @@ def _mtime(path) -> int | None:
         return None
 
 
-def _bars_current(rooney: RooneyResource, symbol: str) -> bool:
+def _bars_current(rooney: RooneyResource, lake: LakeResource, symbol: str) -> bool:
     """The lake's hourly bars of ``symbol`` were built after its raw file last changed."""
-    raw, built = _mtime(rooney.data_path / f"{symbol}_bt.csv"), _mtime(rooney.lake.path("hourly", symbol))
+    raw, built = _mtime(rooney.data_path / f"{symbol}_bt.csv"), _mtime(lake.get().path("hourly", symbol))
     return raw is None or (built is not None and built >= raw)
 
 
@@ -215,7 +217,7 @@ def _bars_current(rooney: RooneyResource, symbol: str) -> bool:
     "downstream, in two steps: its bars (bars_job), then, once the bars of the instrument and of its pair are "
     "current, the features, labels and monitoring of the instrument and of every instrument paired with it "
     "(refresh_job). The cursor holds each file's size and time and the instruments waiting for step two.")
-def new_data_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource):
+def new_data_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource, lake: LakeResource):
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
     files: dict[str, list[int]] = cursor.get("files", {})
     pending: set[str] = set(cursor.get("pending", []))
@@ -232,7 +234,7 @@ def new_data_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource)
         if files.get(sym) == seen:
             continue
         files[sym] = seen
-        if _bars_current(rooney, sym):
+        if _bars_current(rooney, lake, sym):
             continue
         building.add(sym)
         requests.append(dg.RunRequest(run_key=f"{sym}-bars-{st.st_mtime_ns}-{st.st_size}", partition_key=sym,
@@ -242,10 +244,10 @@ def new_data_sensor(context: dg.SensorEvaluationContext, rooney: RooneyResource)
     for sym in sorted(pending):
         pair = rooney.cfg.instrument(sym).pair
         needs = [s for s in (sym, pair) if s is not None and s in symbols]
-        if any(s in building or not _bars_current(rooney, s) for s in needs):
+        if any(s in building or not _bars_current(rooney, lake, s) for s in needs):
             said.append(f"{sym}: waiting for the bars of {', '.join(needs)}")
             continue
-        stamp = "-".join(str(_mtime(rooney.lake.path("hourly", s))) for s in needs)
+        stamp = "-".join(str(_mtime(lake.get().path("hourly", s))) for s in needs)
         requests.append(dg.RunRequest(run_key=f"{sym}-refresh-{stamp}", partition_key=sym, job_name=refresh_job.name,
                                       tags={TRIGGER_TAG: "new_data"}))
         pending.discard(sym)

@@ -29,7 +29,7 @@ from rooney_core.model.store import PORTFOLIO
 from rooney_core.monitoring.alerts import Alert, AlertKind
 from rooney_core.monitoring.heartbeat import check_heartbeat
 from rooney_core.redact import redact_url
-from rooney_pipeline.resources import DiscordResource, RooneyResource
+from rooney_pipeline.resources import DiscordResource, ModelStoreResource, RooneyResource
 
 LIVE_STATE_DIR_ENV = "ROONEY_LIVE_STATE_DIR"
 HEARTBEAT_MAX_AGE_ENV = "ROONEY_HEARTBEAT_MAX_AGE_S"
@@ -213,8 +213,8 @@ def promotion_alert_for(entry: dict[str, Any], discord: DiscordResource) -> Aler
     description="A Discord alert for each promotion or rollback in the model store's audit log (instruments and "
     "the portfolio) that took effect; the cursor sends each once. Switched on, it starts after the entries "
     "already there.")
-def promotion_alert(context: dg.SensorEvaluationContext, rooney: RooneyResource, discord: DiscordResource):
-    entries = rooney.store.audit_log()
+def promotion_alert(context: dg.SensorEvaluationContext, model_store: ModelStoreResource, discord: DiscordResource):
+    entries = model_store.get().audit_log()
     if context.cursor is None:
         last = entries[-1].get("txn") if entries else None
         context.update_cursor(json.dumps({"n": len(entries), "txn": last}))

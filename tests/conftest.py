@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -39,6 +40,27 @@ def config_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def globex() -> SessionCalendar:
     return GLOBEX
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing and this process may (root)."""
+    path = shutil.which("chromium")
+    if path:
+        return path
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.skip("headless Chromium is needed: `apt-get install chromium` (Debian); this process cannot "
+                    "install it (not root, or no apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    res = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, timeout=600)
+        res = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+    path = shutil.which("chromium")
+    if res.returncode != 0 or not path:
+        pytest.skip(f"`apt-get install chromium` failed ({res.returncode}): {(res.stderr or res.stdout)[-800:]}")
+    return path
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -255,7 +255,8 @@ def monitor_instrument(paths: db.DashboardPaths, cfg: RooneyConfig, symbol: str,
         scored_v = outcomes(rows_v, d.counterfactual)
         perf = performance_drop(scored_v, metrics, lim.performance.window_days, end=as_of,
                                 max_drop=lim.performance.max_drop, min_trades=lim.performance.min_trades,
-                                holdout=holdout, confidence=lim.performance.confidence)
+                                holdout=holdout, confidence=lim.performance.confidence,
+                                calendar=d.instrument.calendar)  # P&L per trading day, as the backtest
     models = model_performance(outcomes(d.rows, d.counterfactual), d.metrics, d.holdouts, lim.performance) \
         if len(d.rows) else []
 
@@ -296,7 +297,7 @@ def monitor_instrument(paths: db.DashboardPaths, cfg: RooneyConfig, symbol: str,
         live_feats = feature_frame(log_v, meta.get("feature_names")).sort_index(kind="stable") if len(log_v) \
             else pd.DataFrame(columns=meta.get("feature_names") or [])
         health = assess(symbol, rows_v, live_feats, list(meta.get("feature_names") or []), meta.get("trained_at"),
-                        lim.health, reference, now=now, end=as_of)
+                        lim.health, reference, now=now, end=as_of, calendar=d.instrument.calendar)
     except ModelStoreError as err:
         problems["health"] = str(err)
 

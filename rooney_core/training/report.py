@@ -70,10 +70,18 @@ def plot_history(study: optuna.Study, params: pd.Series) -> bytes:
     return _png(fig)
 
 
-def plot_calibration(result: TrainingResult) -> bytes:
+def calibration_points(result: TrainingResult) -> tuple[np.ndarray, np.ndarray]:
+    """(mean predicted P(win), observed win rate) of the holdout signals in 10 quantile bins."""
     y = result.holdout["win"].to_numpy(dtype=bool)
     p = result.holdout["probability"].to_numpy()
+    if len(np.unique(y)) < 2:
+        return np.empty(0), np.empty(0)
     frac, mean_p = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    return mean_p, frac
+
+
+def plot_calibration(result: TrainingResult) -> bytes:
+    mean_p, frac = calibration_points(result)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
     ax.plot(mean_p, frac, marker="o")

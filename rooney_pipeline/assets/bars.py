@@ -10,7 +10,7 @@ from rooney_core.data.raw import raw_bars_from_table, read_raw_bars
 from rooney_core.errors import DataValidationError
 from rooney_pipeline.metadata import plain, table
 from rooney_pipeline.partitions import instrument_partitions
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import LakeResource, RooneyResource
 
 
 def _data_gate_failure(err: DataValidationError) -> dg.Failure:
@@ -31,7 +31,7 @@ def _data_gate_failure(err: DataValidationError) -> dg.Failure:
     kinds={"csv", "parquet"},
     description="The instrument's raw `<SYMBOL>_bt.csv`, validated (the data gate) and stored as parquet.",
 )
-def raw_bars(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.MaterializeResult:
+def raw_bars(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: LakeResource) -> dg.MaterializeResult:
     cfg = rooney.cfg
     symbol = context.partition_key
     inst = cfg.instrument(symbol)
@@ -43,7 +43,7 @@ def raw_bars(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.Ma
         raise _data_gate_failure(err) from err
     for what, n in raw.repairs.items():
         context.log.warning(f"{path}: repaired {what}: {n}")
-    out = rooney.lake.write_arrow("raw", symbol, raw.table)
+    out = lake.get().write_arrow("raw", symbol, raw.table)
     return dg.MaterializeResult(
         metadata={
             "source": dg.MetadataValue.path(str(path)),
@@ -87,11 +87,11 @@ def _bar_check(df, name: str) -> dg.AssetCheckResult:
     ],
     partitions_def=instrument_partitions,
 )
-def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource):
+def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: LakeResource):
     cfg = rooney.cfg
     symbol = context.partition_key
     inst = cfg.instrument(symbol)
-    raw = raw_bars_from_table(rooney.lake.read_arrow("raw", symbol), path=str(rooney.lake.path("raw", symbol)))
+    raw = raw_bars_from_table(lake.get().read_arrow("raw", symbol), path=str(lake.get().path("raw", symbol)))
     hourly = hourly_bars(raw)
     daily = daily_bars(hourly, inst.calendar)
     summary = bars_summary(hourly, daily, raw, inst.calendar)
@@ -104,8 +104,8 @@ def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource):
             description=f"{symbol}: bars failed the data-quality gate: "
             + "; ".join(str(c.description) for c in checks if not c.passed)
         )
-    rooney.lake.write("hourly", symbol, hourly)
-    rooney.lake.write("daily", symbol, daily)
+    lake.get().write("hourly", symbol, hourly)
+    lake.get().write("daily", symbol, daily)
     yield dg.MaterializeResult(
         asset_key="hourly_bars",
         metadata={
@@ -116,7 +116,7 @@ def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource):
             "missing_hours_in_gaps": summary["missing_hours_in_gaps"],
             "largest_gaps": table(gaps.sort_values("missing_hours", ascending=False), max_rows=10),
             "preview": table(hourly.tail(10)),
-            "stored": dg.MetadataValue.path(str(rooney.lake.path("hourly", symbol))),
+            "stored": dg.MetadataValue.path(str(lake.get().path("hourly", symbol))),
         },
     )
     yield dg.MaterializeResult(
@@ -126,7 +126,7 @@ def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource):
             "first_session": str(daily.index[0].date()),
             "last_session": str(daily.index[-1].date()),
             "preview": table(daily.tail(10)),
-            "stored": dg.MetadataValue.path(str(rooney.lake.path("daily", symbol))),
+            "stored": dg.MetadataValue.path(str(lake.get().path("daily", symbol))),
         },
     )
     yield from checks

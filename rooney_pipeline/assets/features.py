@@ -9,22 +9,23 @@ from rooney_core.features import REGISTRY, REGISTRY_VERSION, instrument_inputs, 
 from rooney_core.features.quality import feature_problems
 from rooney_pipeline.metadata import plain, table
 from rooney_pipeline.partitions import instrument_partitions, pair_mapping
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import LakeResource, RooneyResource
 
 
-def load_pair_hourly(context, rooney: RooneyResource, symbol: str) -> tuple[str | None, pd.DataFrame | None]:
+def load_pair_hourly(context, rooney: RooneyResource, lake: LakeResource,
+                     symbol: str) -> tuple[str | None, pd.DataFrame | None]:
     """The pair's hourly bars from the lake, or None (pair features become missing, loudly)."""
     pair = rooney.cfg.instrument(symbol).pair
     if pair is None:
         context.log.info(f"{symbol} has no pair in instruments.yml: pair features are missing (NaN)")
         return None, None
-    if not rooney.lake.exists("hourly", pair):
+    if not lake.get().exists("hourly", pair):
         raise dg.Failure(
             description=f"{symbol}'s pair {pair} has no hourly bars in the lake "
-            f"({rooney.lake.path('hourly', pair)}); materialise hourly_bars for {pair} first"
+            f"({lake.get().path('hourly', pair)}); materialise hourly_bars for {pair} first"
             + ("" if pair in rooney.cfg.symbols else f" (add {pair} to data.symbols in pipeline.yml)")
         )
-    return pair, rooney.lake.read("hourly", pair)
+    return pair, lake.get().read("hourly", pair)
 
 
 @dg.asset(
@@ -38,12 +39,12 @@ def load_pair_hourly(context, rooney: RooneyResource, symbol: str) -> tuple[str 
                                    description="No infinite value anywhere and no missing value after each "
                                    "feature's warm-up (pair features excepted where the pair is stale).")],
 )
-def features(context: dg.AssetExecutionContext, rooney: RooneyResource):
+def features(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: LakeResource):
     cfg = rooney.cfg
     symbol = context.partition_key
     names = selected_features(cfg)
-    hourly = rooney.lake.read("hourly", symbol)
-    pair, pair_hourly = load_pair_hourly(context, rooney, symbol)
+    hourly = lake.get().read("hourly", symbol)
+    pair, pair_hourly = load_pair_hourly(context, rooney, lake, symbol)
     inputs = instrument_inputs(cfg, symbol, hourly, pair_hourly)
     frame = REGISTRY.compute(inputs, names)
     problems = feature_problems(frame, REGISTRY, has_pair=pair_hourly is not None,
@@ -57,7 +58,7 @@ def features(context: dg.AssetExecutionContext, rooney: RooneyResource):
     if problems:
         yield check
         raise dg.Failure(description=f"{symbol}: features failed the gate: " + "; ".join(problems))
-    out = rooney.lake.write("features", symbol, frame)
+    out = lake.get().write("features", symbol, frame)
     warm = {f.name: int(frame[f.name].isna().sum()) for f in REGISTRY.select(names)}
     yield dg.MaterializeResult(
         metadata={

@@ -7,7 +7,7 @@ import pandas as pd
 from rooney_core.live.parity import parity_check
 from rooney_pipeline.metadata import table
 from rooney_pipeline.partitions import instrument_partitions
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import ModelStoreResource, RooneyResource
 
 
 @dg.asset(
@@ -22,10 +22,10 @@ from rooney_pipeline.resources import RooneyResource
                                    partitions_def=instrument_partitions,
                                    description="Paper trading makes exactly the backtest's decisions and trades.")],
 )
-def paper_trading(context: dg.AssetExecutionContext, rooney: RooneyResource):
+def paper_trading(context: dg.AssetExecutionContext, rooney: RooneyResource, model_store: ModelStoreResource):
     cfg = rooney.cfg
     symbol = context.partition_key
-    report = parity_check(cfg, symbol, rooney.data_path, rooney.store, months=cfg.pipeline.parity.months)
+    report = parity_check(cfg, symbol, rooney.data_path, model_store.get(), months=cfg.pipeline.parity.months)
     context.log.info(report.summary())
     rows = pd.DataFrame(
         {"backtest": [report.trades, report.backtest_pnl], "paper": [report.live_trades, report.live_pnl],

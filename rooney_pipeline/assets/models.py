@@ -11,9 +11,9 @@ from rooney_core.model.gates import GATES, ModelData
 from rooney_core.training.config import load_training_config
 from rooney_core.training.store_version import train_and_store
 from rooney_core.training.train import Market
-from rooney_pipeline.metadata import png, table
+from rooney_pipeline.metadata import bar_chart, line_chart, png, table, xy_chart
 from rooney_pipeline.partitions import instrument_partitions
-from rooney_pipeline.resources import DiscordResource, RooneyResource
+from rooney_pipeline.resources import DiscordResource, LakeResource, ModelStoreResource, RooneyResource
 
 TRIGGER_TAG = "rooney/trigger"  # why an automated run was requested (schedule, performance, drift, regime, ...)
 
@@ -42,15 +42,16 @@ def _r3(x) -> float:
                                    partitions_def=instrument_partitions) for g, d in GATES.items()],
 )
 def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: RooneyResource,
+               lake: LakeResource, model_store: ModelStoreResource,
                discord: DiscordResource):
     cfg = rooney.cfg
     symbol = context.partition_key
     tcfg = load_training_config(cfg.config_dir, symbol, config.profile)
     if config.trials:
         tcfg = tcfg.model_copy(update={"trials": config.trials})
-    cands = rooney.lake.read("candidates", symbol)
-    store = rooney.store
-    market = Market(rooney.lake.read("hourly", symbol), rooney.lake.read("features", symbol),
+    cands = lake.get().read("candidates", symbol)
+    store = model_store.get()
+    market = Market(lake.get().read("hourly", symbol), lake.get().read("features", symbol),
                     cfg.instrument(symbol), cfg.strategy)
     data = ModelData(market, data_dir=rooney.data_path, parity_months=config.parity_months)
     stored = train_and_store(cands, symbol, tcfg, data, store, cfg, progress=context.log.info)
@@ -70,6 +71,14 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
             "version": name,
             "stored": f"identical to {name}: not stored again" if stored.duplicate else "new version",
             "gates": "every gate passed" if report.passed else "FAILED: " + ", ".join(report.failed),
+            # the key plots, small enough for the UI to show in place; the full figures further down
+            "holdout_equity_chart": line_chart(
+                f"{symbol} holdout: veto on vs off", {"veto on": result.curves["selected"].to_numpy(),
+                                                      "veto off": result.curves["all"].to_numpy()},
+                note=f"net {money(m['selected']['net_pnl'])} vs {money(m['all']['net_pnl'])}"),
+            "calibration_chart": calibration_chart(result),
+            "importance_chart": bar_chart("impurity importance", tables["feature_importance"]["impurity"]),
+            "report_url": dg.MetadataValue.url(rooney.report_url(name)),
             "gate_report": table(report.table()),
             "holdout_start": m["holdout_start"],
             # ratios to 3 decimals (the stored metrics keep full precision)
@@ -101,6 +110,15 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
                                             "threshold": _meta(g.threshold)})
 
 
+def calibration_chart(result) -> dg.MetadataValue:
+    """The holdout's reliability curve with the chosen threshold, small enough to show in place."""
+    from rooney_core.training.report import calibration_points
+
+    mean_p, frac = calibration_points(result)
+    return xy_chart("calibration on the holdout", mean_p, frac, vline=result.threshold,
+                    note=f"predicted P(win) vs observed; threshold {result.threshold:.2f}")
+
+
 def _gates_failed(context, discord: DiscordResource, store, symbol: str, name: str, failed: list[str]) -> None:
     from rooney_core.model.promotion import gates_failed
 
@@ -130,11 +148,11 @@ def _meta(v):
     "the rest are kept. Every change is in the store's audit log, every decision in decisions.log, and an "
     "automated retrain's outcome is alerted.",
 )
-def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource,
+def promoted_manifest(context: dg.AssetExecutionContext, rooney: RooneyResource, model_store: ModelStoreResource,
                       discord: DiscordResource) -> dg.MaterializeResult:
     from rooney_core.model.promotion import promote_and_log
 
-    store, cfg, symbol = rooney.store, rooney.cfg, context.partition_key
+    store, cfg, symbol = model_store.get(), rooney.cfg, context.partition_key
     row, _, alert = promote_and_log(store, symbol, by=f"dagster run {context.run.run_id[:8]}",
                                     paper_sessions=cfg.validation.for_symbol(symbol).paper.sessions,
                                     trigger=context.run.tags.get(TRIGGER_TAG), run_id=context.run.run_id,
@@ -170,11 +188,11 @@ class PaperStageConfig(dg.Config):
     "configs/validation.yml (paper:) it is promoted to production, with a deployment checklist.",
 )
 def paper_stage(context: dg.AssetExecutionContext, config: PaperStageConfig,
-                rooney: RooneyResource) -> dg.MaterializeResult:
+                rooney: RooneyResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
     from rooney_core.model.promotion import graduate
     from rooney_core.model.staging import evaluate_paper, watched
 
-    store, cfg, symbol = rooney.store, rooney.cfg, context.partition_key
+    store, cfg, symbol = model_store.get(), rooney.cfg, context.partition_key
     entry = store.paper_entry(symbol)
     production = store.production_entry(symbol)
     watch = watched(production, cfg.validation.for_symbol(symbol).paper.watch_days)

@@ -11,15 +11,16 @@ from rooney_core.monitoring.monitor import Conditions, MonitorReport, enforce_ki
 from rooney_core.monitoring.performance import NOT_RECORDED
 from rooney_pipeline.metadata import png, table
 from rooney_pipeline.partitions import instrument_partitions
-from rooney_pipeline.resources import DiscordResource, RooneyResource
+from rooney_pipeline.resources import DiscordResource, LakeResource, ModelStoreResource, RooneyResource
 from rooney_pipeline.sensors import live_state_dir
 
 
-def monitoring_paths(rooney: RooneyResource, discord: DiscordResource) -> DashboardPaths:
+def monitoring_paths(rooney: RooneyResource, lake: LakeResource, model_store: ModelStoreResource,
+                     discord: DiscordResource) -> DashboardPaths:
     """Where the live engine, the model store, the lake and the alerts are, as the pipeline
     sees them (the same directories `rooney dashboard` reads)."""
-    return DashboardPaths(state_dir=live_state_dir(rooney.cfg), model_store=rooney.store.root,
-                          lake_dir=rooney.lake.root, alerts_dir=discord.alerts_path)
+    return DashboardPaths(state_dir=live_state_dir(rooney.cfg), model_store=model_store.get().root,
+                          lake_dir=lake.get().root, alerts_dir=discord.alerts_path)
 
 
 def _figure_png(fig) -> bytes:
@@ -73,10 +74,10 @@ def report_metadata(report: MonitorReport) -> dict:
     "`rooney health restore`) and sends one alert per condition that starts or clears. The dashboard's plots "
     "are its metadata.",
 )
-def model_monitoring(context: dg.AssetExecutionContext, rooney: RooneyResource,
-                     discord: DiscordResource) -> dg.MaterializeResult:
+def model_monitoring(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: LakeResource,
+                     model_store: ModelStoreResource, discord: DiscordResource) -> dg.MaterializeResult:
     symbol = context.partition_key
-    paths = monitoring_paths(rooney, discord)
+    paths = monitoring_paths(rooney, lake, model_store, discord)
     report = monitor_instrument(paths, rooney.cfg, symbol)
     run_url = discord.run_url(context.run.run_id)
     for finding in report.findings.values():

@@ -6,12 +6,13 @@ portfolio run out of sample with its report and the live engine's parity replay
 import dagster as dg
 import pandas as pd
 
+from rooney_core.formats import money, ratio
 from rooney_core.portfolio import deploy
 from rooney_core.portfolio.config import load_search
 from rooney_core.portfolio.optimise import headline
 from rooney_core.portfolio.workflow import backtest_version, market_from_lake, optimise_and_store
-from rooney_pipeline.metadata import plain, png, table
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.metadata import line_chart, plain, png, table
+from rooney_pipeline.resources import LakeResource, ModelStoreResource, RooneyResource
 
 
 class PortfolioOptimiseConfig(dg.Config):
@@ -28,6 +29,13 @@ def _figures_md(run) -> dict:
     return {f"{k}_plot": png(v, title=k) for k, v in run.figures.items()}
 
 
+def _equity_chart(run) -> dg.MetadataValue:
+    """The portfolio's holdout equity, small enough for the UI to show in place."""
+    net = run.summary.get("net_pnl", float("nan"))
+    return line_chart("portfolio equity (holdout)", {"portfolio equity": run.result.equity.to_numpy()},
+                      note=f"net {money(net)}, Sharpe {ratio(run.summary.get('sharpe'))}", zero=False)
+
+
 @dg.asset(
     group_name="portfolio",
     deps=["promoted_manifest", "paper_stage", "features", "candidate_trades", "hourly_bars"],
@@ -40,12 +48,13 @@ def _figures_md(run) -> dict:
                                    description="The new version is feasible, optimised on the production models, "
                                    "and out of sample has a positive Sharpe and a drawdown within its limit.")],
 )
-def portfolio_config(context: dg.AssetExecutionContext, config: PortfolioOptimiseConfig, rooney: RooneyResource):
+def portfolio_config(context: dg.AssetExecutionContext, config: PortfolioOptimiseConfig,
+                     rooney: RooneyResource, lake: LakeResource, model_store: ModelStoreResource):
     cfg = rooney.cfg
     overrides = {k: v for k, v in (("trials", config.trials), ("n_jobs", config.n_jobs)) if v is not None}
     search = load_search(cfg.config_dir, overrides)
-    store = rooney.store
-    market = market_from_lake(cfg, rooney.lake, store)
+    store = model_store.get()
+    market = market_from_lake(cfg, lake.get(), store)
     context.log.info("models: " + ", ".join(f"{s} {v or 'none'}" for s, v in market.versions.items()))
     stored = optimise_and_store(market, store, search, progress=context.log.info)
     name, opt, run = stored.name, stored.optimisation, stored.run
@@ -61,6 +70,8 @@ def portfolio_config(context: dg.AssetExecutionContext, config: PortfolioOptimis
         "version": name,
         "production": store.production_portfolio() or "none",
         "promoted": promoted or "no: " + ("; ".join(problems) or "promote is off"),
+        "equity": _equity_chart(run),
+        "report_url": dg.MetadataValue.url(rooney.report_url(name)),
         "rules": dg.MetadataValue.json(run.config.rules.model_dump(mode="json", exclude_defaults=True)),
         "models": dg.MetadataValue.json(plain(run.config.models)),
         "train_period": f"{run.config.train.start} .. {run.config.train.end}",
@@ -93,12 +104,13 @@ class PortfolioBacktestConfig(dg.Config):
                                    description="The live engine with the production portfolio config makes "
                                    "exactly the portfolio backtest's trades, sizes and refusals.")],
 )
-def portfolio_backtest(context: dg.AssetExecutionContext, config: PortfolioBacktestConfig, rooney: RooneyResource):
+def portfolio_backtest(context: dg.AssetExecutionContext, config: PortfolioBacktestConfig,
+                       rooney: RooneyResource, lake: LakeResource, model_store: ModelStoreResource):
     from rooney_core.io import write_text_atomic
     from rooney_core.live.parity import portfolio_parity_check
 
     cfg = rooney.cfg
-    store = rooney.store
+    store = model_store.get()
     pconf = deploy.production(store)
     if pconf is None:
         names = store.portfolio_versions()
@@ -106,7 +118,7 @@ def portfolio_backtest(context: dg.AssetExecutionContext, config: PortfolioBackt
             raise dg.Failure("no portfolio version stored: materialise portfolio_config first")
         pconf = deploy.load(store, names[-1])
         context.log.warning(f"no portfolio in production: reporting the newest version {pconf.version}")
-    market = market_from_lake(cfg, rooney.lake, store, pconf.symbols, versions=dict(pconf.models))
+    market = market_from_lake(cfg, lake.get(), store, pconf.symbols, versions=dict(pconf.models))
     run = backtest_version(cfg, market, pconf)
     out = cfg.reports_dir / f"{pconf.version}_backtest.html"
     write_text_atomic(run.html, out)
@@ -119,6 +131,8 @@ def portfolio_backtest(context: dg.AssetExecutionContext, config: PortfolioBackt
     yield dg.MaterializeResult(metadata={
         "version": pconf.version,
         "flags": "; ".join(deploy.flags(store, pconf)) or "none",
+        "equity": _equity_chart(run),
+        "report_url": dg.MetadataValue.url(rooney.report_url(pconf.version)),
         "period": f"{pconf.holdout.start} .. {pconf.holdout.end}" if pconf.holdout else "?",
         **{k: v for k, v in plain(headline(run.summary)).items()},
         "correlation": table(run.summary["correlation"]) if "correlation" in run.summary else "no trades",

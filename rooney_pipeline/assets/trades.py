@@ -8,11 +8,12 @@ from pydantic import field_validator
 from rooney_core.backtest.reconcile import ReconciliationError, read_reference_trades, reconcile
 from rooney_core.backtest.runner import model_period, run_backtest
 from rooney_core.config import parse_date
+from rooney_core.formats import money
 from rooney_core.reports import equity_curve
 from rooney_core.training.candidates import extract_candidates
-from rooney_pipeline.metadata import plain, png, table
+from rooney_pipeline.metadata import line_chart, plain, png, table
 from rooney_pipeline.partitions import instrument_partitions
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import LakeResource, ModelStoreResource, RooneyResource
 
 
 @dg.asset(
@@ -23,14 +24,14 @@ from rooney_pipeline.resources import RooneyResource
     description="Every base IBS trade of the production strategy with the veto off: features as of "
     "the entry decision, outcome after costs, label win = pnl_net > 0 (the training set).",
 )
-def candidate_trades(context: dg.AssetExecutionContext, rooney: RooneyResource) -> dg.MaterializeResult:
+def candidate_trades(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: LakeResource) -> dg.MaterializeResult:
     cfg = rooney.cfg
     symbol = context.partition_key
-    hourly = rooney.lake.read("hourly", symbol)
-    features = rooney.lake.read("features", symbol)
+    hourly = lake.get().read("hourly", symbol)
+    features = lake.get().read("features", symbol)
     context.log.info(f"{symbol}: running IbsStrategy (veto off) over {len(hourly)} hourly bars")
     cands = extract_candidates(hourly, features, cfg.instrument(symbol), cfg.strategy)
-    out = rooney.lake.write("candidates", symbol, cands)
+    out = lake.get().write("candidates", symbol, cands)
     by_year = cands.groupby(cands["exit_time"].dt.year).agg(
         trades=("pnl_net", "size"), net_pnl=("pnl_net", "sum"), win_rate=("win", "mean"))
     reasons = cands.groupby("exit_reason").agg(trades=("pnl_net", "size"), avg_pnl=("pnl_net", "mean"))
@@ -64,10 +65,10 @@ class BacktestConfig(dg.Config):
         return None if v is None else parse_date(v)  # a bad date fails before the run starts
 
 
-def production_model(rooney: RooneyResource, symbol: str):
+def production_model(model_store: ModelStoreResource, symbol: str):
     """The instrument's production veto model (sha256 verified against the manifest), or
     None with a note saying the backtest trades unfiltered."""
-    found = rooney.store.load_production(symbol)
+    found = model_store.get().load_production(symbol)
     if found is None:
         return None, "unfiltered: no production model"
     name, bundle = found
@@ -83,19 +84,20 @@ def production_model(rooney: RooneyResource, symbol: str):
     "over the backtest period: trades, daily equity, metrics.",
 )
 def instrument_backtest(context: dg.AssetExecutionContext, config: BacktestConfig,
-                        rooney: RooneyResource) -> dg.MaterializeResult:
+                        rooney: RooneyResource, lake: LakeResource,
+                        model_store: ModelStoreResource) -> dg.MaterializeResult:
     cfg = rooney.cfg
     bt_cfg = cfg.pipeline.backtest
     symbol = context.partition_key
     inst = cfg.instrument(symbol)
-    model, model_note = production_model(rooney, symbol)
+    model, model_note = production_model(model_store, symbol)
     start, sample = model_period(model, config.start, bt_cfg.start, config.in_sample)
     end = config.end or bt_cfg.end
-    result = run_backtest(rooney.lake.read("hourly", symbol), rooney.lake.read("features", symbol), inst,
+    result = run_backtest(lake.get().read("hourly", symbol), lake.get().read("features", symbol), inst,
                           cfg.strategy, capital=bt_cfg.initial_capital, model=model, start=start, end=end,
                           model_name=model_note)
-    rooney.lake.write("backtest_trades", symbol, result.trades)
-    rooney.lake.write("backtest_equity", symbol, result.equity.to_frame("equity"))
+    lake.get().write("backtest_trades", symbol, result.trades)
+    lake.get().write("backtest_equity", symbol, result.equity.to_frame("equity"))
     plot = equity_curve(f"{symbol} backtest {start} .. {end or 'end of data'} ({model_note})",
                         result.equity, bt_cfg.initial_capital)
     plot_path = cfg.reports_dir / "backtest" / f"{symbol}_equity.png"
@@ -103,6 +105,8 @@ def instrument_backtest(context: dg.AssetExecutionContext, config: BacktestConfi
     return dg.MaterializeResult(
         metadata={
             "model": model_note,
+            "equity": line_chart(f"{symbol} equity", {f"{symbol} equity": result.equity.to_numpy()},
+                                 note=f"net {money(metrics['net_pnl'])}, {metrics['trades']} trades", zero=False),
             "period": f"{start} .. {end or 'end of data'}",
             "sample": sample,
             "trades": metrics["trades"],
@@ -130,7 +134,7 @@ def instrument_backtest(context: dg.AssetExecutionContext, config: BacktestConfi
                                    "of pipeline.yml reconciliation; a warning when no reference is configured "
                                    "(the comparison did not run).")],
 )
-def trade_reconciliation(context: dg.AssetExecutionContext, rooney: RooneyResource):
+def trade_reconciliation(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: LakeResource):
     cfg = rooney.cfg
     rc = cfg.pipeline.reconciliation
     symbol = context.partition_key
@@ -148,7 +152,7 @@ def trade_reconciliation(context: dg.AssetExecutionContext, rooney: RooneyResour
         reference = read_reference_trades(ref_path)
     except ReconciliationError as err:
         raise dg.Failure(description=str(err)) from err
-    ours = rooney.lake.read("backtest_trades", symbol)
+    ours = lake.get().read("backtest_trades", symbol)
     report = reconcile(ours, reference, inst.tick_size, inst.point_value, rc, symbol=symbol)
     yield dg.MaterializeResult(
         metadata={

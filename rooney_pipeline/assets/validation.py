@@ -12,7 +12,7 @@ from rooney_core.reports import ibs_rsi_over_price
 from rooney_pipeline.assets.features import load_pair_hourly
 from rooney_pipeline.metadata import png, table
 from rooney_pipeline.partitions import instrument_partitions
-from rooney_pipeline.resources import RooneyResource
+from rooney_pipeline.resources import LakeResource, RooneyResource
 
 
 class FeatureValidationConfig(dg.Config):
@@ -45,14 +45,14 @@ def _overlap_dir(rooney: RooneyResource, config: FeatureValidationConfig):
                                    "(+-5%; a warning: the vendors' data may differ).")],
 )
 def feature_validation(context: dg.AssetExecutionContext, config: FeatureValidationConfig,
-                       rooney: RooneyResource):
+                       rooney: RooneyResource, lake: LakeResource):
     cfg = rooney.cfg
     fv = cfg.pipeline.feature_validation
     symbol = context.partition_key
     inst = cfg.instrument(symbol)
     names = selected_features(cfg)
-    hourly = rooney.lake.read("hourly", symbol)
-    pair, pair_hourly = load_pair_hourly(context, rooney, symbol)
+    hourly = lake.get().read("hourly", symbol)
+    pair, pair_hourly = load_pair_hourly(context, rooney, lake, symbol)
     ours = instrument_inputs(cfg, symbol, hourly, pair_hourly)
 
     theirs = None

@@ -31,7 +31,7 @@ from rooney_core.monitoring.alerts import (
 )
 from rooney_core.monitoring.heartbeat import check_heartbeat
 from rooney_core.sessions import SessionCalendar
-from rooney_pipeline.resources import WEBHOOK_ENV, DiscordResource, RooneyResource
+from rooney_pipeline.resources import WEBHOOK_ENV, DiscordResource, RooneyResource, resources
 from rooney_pipeline.sensors import (
     HEARTBEAT_MAX_AGE_ENV,
     LIVE_STATE_DIR_ENV,
@@ -432,16 +432,16 @@ def _bundle(symbol: str, seed: int) -> VetoBundle:
 
 def test_promotion_sensor_sends_each_promotion_and_rollback_once(hook, discord, tmp_path):
     store = ModelStore(tmp_path / "models")
-    rooney = RooneyResource(model_store=str(store.root))
+    res = resources(model_store=str(store.root), discord=discord)
     p1, p2 = store.add_portfolio({"models": {}}), store.add_portfolio({"models": {"ES": "ES_v1"}})
     store.promote_portfolio(p1, by="desk", reason="first")
     cursor = None
 
     def tick():
         nonlocal cursor
-        ctx = dg.build_sensor_context(cursor=cursor, resources={"rooney": rooney, "discord": discord})
-        promotion_alert(ctx)
-        cursor = ctx.cursor
+        with dg.build_sensor_context(cursor=cursor, resources=res) as ctx:  # nested resources
+            promotion_alert(ctx)
+            cursor = ctx.cursor
         return [p["content"] for p in hook.payloads]
 
     assert tick() == []  # switched on: what happened before is not news

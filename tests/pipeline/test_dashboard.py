@@ -12,7 +12,6 @@ start it before the engine: its pages read the files when viewed.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -304,27 +303,6 @@ def test_money_is_written_one_way():
 # --- the real app in headless Chromium ---------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium, installed with apt-get when missing and this process may (root)."""
-    path = shutil.which("chromium")
-    if path:
-        return path
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("headless Chromium is needed: `apt-get install chromium` (Debian); this process cannot "
-                    "install it (not root, or no apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "chromium"]
-    res = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
-    if res.returncode != 0:  # a fresh machine has no package lists yet
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, timeout=600)
-        res = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
-    path = shutil.which("chromium")
-    if res.returncode != 0 or not path:
-        pytest.skip(f"`apt-get install chromium` failed ({res.returncode}): {(res.stderr or res.stdout)[-800:]}")
-    return path
-
-
 def _wait_for_panels(page, symbol: str, timeout_ms: int = 90_000) -> None:
     """Streamlit draws asynchronously: wait for the header, then for every panel's content."""
     from playwright.sync_api import expect
@@ -387,6 +365,17 @@ def test_the_dashboard_in_headless_chromium(live_state, dashboard_server, chromi
             assert "No data:" not in main.inner_text() and "Could not draw" not in main.inner_text()
             assert page.locator('[data-testid="stException"]').count() == 0
             _screenshot(page, tmp_path / "dashboard-NQ.png")
+
+            # the Dagster UI's report_url: a version's stored model card, and nothing but a version
+            version = ModelStore(live_state.model_store).production("ES")
+            page.goto(f"{url}?report={version}")
+            card = page.frame_locator("iframe").locator("body")
+            expect(card).to_contain_text(f"{version}: ES veto model", timeout=60_000)
+            expect(card).to_contain_text("Holdout: veto on vs veto off")
+            page.goto(f"{url}?report=../../../etc/passwd")
+            expect(page.locator('[data-testid="stMain"]')).to_contain_text("No report for '../../../etc/passwd'",
+                                                                          timeout=60_000)
+            assert page.locator("iframe").count() == 0
         finally:
             browser.close()
     assert not problems, problems

@@ -46,7 +46,7 @@ from rooney_core.monitoring.alerts import recent_alerts
 from rooney_core.monitoring.health import PAPER, HealthState
 from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_pipeline.definitions import defs
-from rooney_pipeline.resources import DiscordResource, RooneyResource
+from rooney_pipeline.resources import DiscordResource, resources
 from rooney_pipeline.retraining import drift_retrain_sensor, new_data_sensor, performance_retrain_sensor
 
 pytestmark = pytest.mark.slow
@@ -99,13 +99,13 @@ def _cut(src: Path, dst: Path, before: str) -> None:
 def _run(job: str, partition: str, world, run_config=None, tags=None) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def(job).execute_in_process(
         partition_key=partition, instance=world.instance, raise_on_error=False, tags=tags,
-        run_config=run_config or {}, resources={"rooney": world.rooney, "discord": world.discord})
+        run_config=run_config or {}, resources={**world.resources, "discord": world.discord})
 
 
 def _sensor(sensor, world, cursor):
-    ctx = dg.build_sensor_context(instance=world.instance, cursor=cursor,
-                                  resources={"rooney": world.rooney, "discord": world.discord})
-    return sensor(ctx)
+    with dg.build_sensor_context(instance=world.instance, cursor=cursor,  # nested resources: a context manager
+                                 resources={**world.resources, "discord": world.discord}) as ctx:
+        return sensor(ctx)
 
 
 def _build_world(root: Path, changing: bool) -> SimpleNamespace:
@@ -120,8 +120,8 @@ def _build_world(root: Path, changing: bool) -> SimpleNamespace:
     world = SimpleNamespace(
         root=root, hook=hook, full=full, data=data, models=root / "models", live=root / "live",
         alerts=root / "alerts", instance=dg.DagsterInstance.ephemeral(),
-        rooney=RooneyResource(config_dir=str(cfg_dir), data_dir=str(data), lake_dir=str(root / "lake"),
-                              model_store=str(root / "models")),
+        resources=resources(config_dir=str(cfg_dir), data_dir=str(data), lake_dir=str(root / "lake"),
+                            model_store=str(root / "models")),
         discord=DiscordResource(webhook_url=hook.url, alerts_dir=str(root / "alerts"),
                                 dagster_url="http://dagster.test:3000"),
         steps=[], cursors={"performance": None, "drift": None, "new_data": None})
@@ -131,7 +131,7 @@ def _build_world(root: Path, changing: bool) -> SimpleNamespace:
 def _replay(world, until: str) -> None:
     """The live engine (paper, ES with NQ's bars) up to ``until``, then stopped; restarted
     from its state on the next call."""
-    cfg = world.rooney.cfg
+    cfg = world.resources["rooney"].cfg
     engine = LiveEngine(cfg, ["ES"], ModelStore(world.models), world.live, paper=True)
     replay_from = engine.start(history_from_raw(cfg, world.data), LIVE_FROM)
     end = np.datetime64(until, "s")

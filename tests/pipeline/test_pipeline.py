@@ -21,7 +21,8 @@ from rooney_core.model.promotion import gate_status
 from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.definitions import defs
-from rooney_pipeline.resources import DiscordResource, RooneyResource
+from rooney_pipeline.metadata import INLINE_LIMIT
+from rooney_pipeline.resources import resources
 
 BARS = ["raw_bars", "hourly_bars", "daily_bars"]
 
@@ -52,8 +53,7 @@ def run(selection, partition: str, data_dir: Path, lake_dir: Path, run_config=No
         _assets(),
         selection=selection,
         partition_key=partition,
-        resources={"rooney": RooneyResource(data_dir=str(data_dir), lake_dir=str(lake_dir)),
-                   "discord": DiscordResource()},
+        resources=resources(data_dir=str(data_dir), lake_dir=str(lake_dir)),
         run_config=run_config,
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -191,6 +191,34 @@ def test_definitions_load_with_jobs_and_checks():
     assert {"raw_bars", "hourly_bars", "daily_bars", "features", "feature_validation"} <= keys
 
 
+def test_one_resource_per_concern_and_locations_read_through_envvar(monkeypatch, tmp_path):
+    """The definitions hold the config (``rooney``), the lake, the model store and the alerts as
+    separate resources; a location set in the environment is a dg.EnvVar (the UI shows the
+    variable's name), read when a run starts, not at import; and the resource's config is the
+    very object the instrument partitions were made from (loaded once)."""
+    from rooney_pipeline import partitions, settings
+    from rooney_pipeline.resources import LakeResource, ModelStoreResource, RooneyResource
+
+    repo = defs.get_repository_def()
+    assert {"rooney", "lake", "model_store", "discord"} <= set(repo.get_top_level_resources())
+    assert settings.load() is partitions.CONFIG is RooneyResource().cfg
+    assert partitions.instrument_partitions.get_partition_keys() == partitions.CONFIG.symbols
+
+    for var in ("ROONEY_DATA_DIR", "ROONEY_LAKE_DIR", "ROONEY_MODEL_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    plain = resources()
+    assert plain["lake"].lake_dir is None and plain["model_store"].root is None
+    assert plain["lake"].get().root == partitions.CONFIG.lake_dir
+    monkeypatch.setenv("ROONEY_LAKE_DIR", str(tmp_path / "lake"))
+    monkeypatch.setenv("ROONEY_MODEL_STORE", str(tmp_path / "models"))
+    res = resources()
+    assert isinstance(res["lake"], LakeResource) and isinstance(res["model_store"], ModelStoreResource)
+    assert isinstance(res["lake"].lake_dir, dg.EnvVar) and res["lake"].lake_dir.env_var_name == "ROONEY_LAKE_DIR"
+    assert res["lake"].get().root == tmp_path / "lake" and res["model_store"].get().root == tmp_path / "models"
+    monkeypatch.setenv("ROONEY_LAKE_DIR", str(tmp_path / "elsewhere"))  # read when used, not at import
+    assert res["lake"].get().root == tmp_path / "elsewhere"
+
+
 def test_rooney_core_never_imports_dagster():
     for path in (REPO_ROOT / "rooney_core").rglob("*.py"):
         tree = ast.parse(path.read_text())
@@ -221,6 +249,9 @@ def test_trades_assets_candidates_backtest_and_reconciliation(sample_dirs, mater
     bt_meta = mats["instrument_backtest"]
     assert bt_meta["model"].value.startswith("unfiltered") and bt_meta["trades"].value > 10
     assert bt_meta["equity_curve"].value.startswith("![")
+    # the key plot is short enough for the UI to draw in place (test_webserver checks it does)
+    assert bt_meta["equity"].value.startswith("![ES equity](data:image/svg+xml;base64,")
+    assert len(bt_meta["equity"].value) < INLINE_LIMIT
     assert mats["trade_reconciliation"]["status"].value == "not run"
     (check,) = [c for c in res.get_asset_check_evaluations() if c.check_name == "matches_reference"]
     assert not check.passed and check.severity.value == "WARN"  # did not run: never shown as passed
@@ -260,7 +291,7 @@ def _config_with(tmp_path, reference_line: str) -> Path:
 def _run_reconciliation(cfg_dir: Path, dirs: dict):
     return dg.materialize(
         ASSETS, selection=["trade_reconciliation"], partition_key="ES",
-        resources={"rooney": RooneyResource(config_dir=str(cfg_dir), **dirs), "discord": DiscordResource()},
+        resources=resources(config_dir=str(cfg_dir), **dirs),
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
     )
 
@@ -273,9 +304,9 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
     main, _ = sample_dirs
     lake_dir, _ = materialised
     store_dir = tmp_path / "models"
-    res = RooneyResource(data_dir=str(main), lake_dir=str(lake_dir), model_store=str(store_dir))
+    res = resources(data_dir=str(main), lake_dir=str(lake_dir), model_store=str(store_dir))
     inst = dg.DagsterInstance.ephemeral()
-    r = dg.materialize(ASSETS, selection=["candidate_trades"], partition_key="ES", resources={"rooney": res, "discord": DiscordResource()},
+    r = dg.materialize(ASSETS, selection=["candidate_trades"], partition_key="ES", resources=res,
                        instance=inst)
     assert r.success
     # 8 months of data: a tiny training config (holdout 2 months, 2 folds)
@@ -291,19 +322,21 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
         "search_space:\n  n_estimators: {low: 20, high: 40, step: 20}\n  max_depth: [3]\n"
         "  min_samples_leaf: [10]\n  max_features: [sqrt]\n  max_samples: {low: 0.6, high: 0.7}\n"
         "  class_weight: [null]\n")
-    res = RooneyResource(config_dir=str(cfg_dir), data_dir=str(main), lake_dir=str(lake_dir),
-                         model_store=str(store_dir))
     alerts = tmp_path / "alerts"
-    resources = {"rooney": res, "discord": DiscordResource(alerts_dir=str(alerts))}  # no webhook: journal only
+    res = resources(config_dir=str(cfg_dir), data_dir=str(main), lake_dir=str(lake_dir), model_store=str(store_dir),
+                    alerts_dir=str(alerts))  # no webhook: journal only
     (cfg_dir / "training" / "tiny2.yml").write_text(
         (cfg_dir / "training" / "tiny.yml").read_text() + "seed: 43\n")
     names = []
     for profile in ("tiny", "tiny2", "tiny"):
-        r = dg.materialize(ASSETS, selection=["veto_model"], partition_key="ES", resources=resources,
+        r = dg.materialize(ASSETS, selection=["veto_model"], partition_key="ES", resources=res,
                            instance=inst, run_config=run_config(veto_model={"profile": profile}),
                            raise_on_error=False)
         [mat] = [e.materialization for e in r.get_asset_materialization_events()]
         names.append(mat.metadata["version"].value)
+        for chart in ("holdout_equity_chart", "calibration_chart", "importance_chart"):
+            assert mat.metadata[chart].value.startswith("![") and len(mat.metadata[chart].value) < INLINE_LIMIT
+        assert mat.metadata["report_url"].value == f"http://127.0.0.1:8501/?report={names[-1]}"
         # the same data, config and seed again: the same model, said and not stored twice
         assert mat.metadata["stored"].value == ("identical to ES_v1: not stored again" if len(names) == 3
                                                 else "new version")
@@ -319,7 +352,7 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
     names = names[:2]
     store = ModelStore(store_dir)
     assert (store.version_dir("ES_v2") / "report.html").read_text().startswith("<!doctype html>")
-    r = dg.materialize(ASSETS, selection=["promoted_manifest"], partition_key="ES", resources=resources,
+    r = dg.materialize(ASSETS, selection=["promoted_manifest"], partition_key="ES", resources=res,
                        instance=inst)
     assert r.success
     passing = [v["version"] for v in store.list_versions("ES") if gate_status(store, v["version"])[0]]
@@ -340,10 +373,11 @@ def test_veto_model_versions_and_promoted_manifest(sample_dirs, materialised, tm
     # the sensor asks for a paper_stage run of each instrument with a version in the paper stage
     from rooney_pipeline.jobs import paper_stage_sensor
 
-    ctx = dg.build_sensor_context(instance=inst, resources={"rooney": res, "discord": DiscordResource()})
-    assert list(paper_stage_sensor(ctx)) == [] if not passing else True
+    with dg.build_sensor_context(instance=inst, resources=res) as ctx:  # nested resources: a context manager
+        assert list(paper_stage_sensor(ctx)) == [] if not passing else True
     staged = passing[-1] if passing else store.stage_paper("ES_v2", by="test", reason="sensor", sessions=1)["version"]
-    [req] = list(paper_stage_sensor(dg.build_sensor_context(instance=inst, resources={"rooney": res, "discord": DiscordResource()})))
+    with dg.build_sensor_context(instance=inst, resources=res) as ctx:
+        [req] = list(paper_stage_sensor(ctx))
     assert req.partition_key == "ES" and staged in req.run_key
     assert {v["version"] for v in store.list_versions("ES")} == {"ES_v1", "ES_v2"}  # the rest are kept
 
@@ -352,8 +386,8 @@ def test_paper_trading_tracks_the_backtest(sample_dirs, tmp_path):
     """paper_trading runs the live engine in paper mode over the recent months (here with no
     model deployed: unfiltered) and reports a tracking error of zero trades and zero dollars."""
     main, _ = sample_dirs
-    res = RooneyResource(data_dir=str(main), lake_dir=str(tmp_path / "lake"), model_store=str(tmp_path / "m"))
-    r = dg.materialize(ASSETS, selection=["paper_trading"], partition_key="ES", resources={"rooney": res, "discord": DiscordResource()},
+    res = resources(data_dir=str(main), lake_dir=str(tmp_path / "lake"), model_store=str(tmp_path / "m"))
+    r = dg.materialize(ASSETS, selection=["paper_trading"], partition_key="ES", resources=res,
                        instance=dg.DagsterInstance.ephemeral())
     assert r.success
     [mat] = [e.materialization for e in r.get_asset_materialization_events()]

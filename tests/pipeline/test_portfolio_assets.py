@@ -17,7 +17,7 @@ from rooney_core.portfolio import deploy
 from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_pipeline.assets import ASSETS
 from rooney_pipeline.cli import cli
-from rooney_pipeline.resources import DiscordResource, RooneyResource
+from rooney_pipeline.resources import resources
 
 SYMBOLS = ["ES", "NQ"]
 
@@ -39,16 +39,16 @@ def pipeline(tmp_path_factory):
     (cfg_dir / "pipeline.yml").write_text(text)
     (cfg_dir / "training" / "defaults.yml").write_text(
         (cfg_dir / "training" / "defaults.yml").read_text().replace("holdout_years: 2 ", "holdout_years: 0.25 "))
-    res = RooneyResource(config_dir=str(cfg_dir), data_dir=str(data), lake_dir=str(root / "lake"),
+    res = resources(config_dir=str(cfg_dir), data_dir=str(data), lake_dir=str(root / "lake"),
                          model_store=str(root / "models"))
     inst = dg.DagsterInstance.ephemeral()
     for sym in SYMBOLS:
         r = dg.materialize(ASSETS, selection=["raw_bars", "hourly_bars", "daily_bars"], partition_key=sym,
-                           resources={"rooney": res, "discord": DiscordResource()}, instance=inst)
+                           resources=res, instance=inst)
         assert r.success
     for sym in SYMBOLS:
         r = dg.materialize(ASSETS, selection=["features", "candidate_trades"], partition_key=sym,
-                           resources={"rooney": res, "discord": DiscordResource()}, instance=inst)
+                           resources=res, instance=inst)
         assert r.success
     return res, inst, cfg_dir, root
 
@@ -58,7 +58,7 @@ def test_portfolio_assets_store_a_version_report_it_and_replay_it_live(pipeline)
     assert load_config(cfg_dir).symbols == SYMBOLS
     store = ModelStore(root / "models")
     run_cfg = {"ops": {"portfolio_config": {"config": {"trials": 4, "n_jobs": 2}}}}
-    r = dg.materialize(ASSETS, selection=["portfolio_config"], resources={"rooney": res, "discord": DiscordResource()}, instance=inst,
+    r = dg.materialize(ASSETS, selection=["portfolio_config"], resources=res, instance=inst,
                        run_config=run_cfg)
     assert r.success
     [mat] = [e.materialization for e in r.get_asset_materialization_events()]
@@ -90,7 +90,7 @@ def test_portfolio_assets_store_a_version_report_it_and_replay_it_live(pipeline)
     shown = runner.invoke(cli, [*args, "show"], obj={})
     assert shown.exit_code == 0 and "portfolio_v1 (production)" in shown.output and "rules:" in shown.output
 
-    r = dg.materialize(ASSETS, selection=["portfolio_backtest"], resources={"rooney": res, "discord": DiscordResource()}, instance=inst,
+    r = dg.materialize(ASSETS, selection=["portfolio_backtest"], resources=res, instance=inst,
                        run_config={"ops": {"portfolio_backtest": {"config": {"parity_months": 1}}}})
     assert r.success
     [parity] = r.get_asset_check_evaluations()
@@ -99,7 +99,7 @@ def test_portfolio_assets_store_a_version_report_it_and_replay_it_live(pipeline)
     assert mat.metadata["version"].value == "portfolio_v1"
     assert Path(mat.metadata["report"].value).is_file()
 
-    r = dg.materialize(ASSETS, selection=["portfolio_config"], resources={"rooney": res, "discord": DiscordResource()}, instance=inst,
+    r = dg.materialize(ASSETS, selection=["portfolio_config"], resources=res, instance=inst,
                        run_config={"ops": {"portfolio_config": {"config": {"trials": 3, "n_jobs": 1,
                                                                            "promote": False}}}})
     assert r.success and store.portfolio_versions() == ["portfolio_v1", "portfolio_v2"]

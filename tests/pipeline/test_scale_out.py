@@ -17,7 +17,7 @@ from rooney_core.config import REPO_ROOT, load_config
 from rooney_core.model import ModelStore
 from rooney_core.sample_market import load_sample_market, write_sample_data
 from rooney_pipeline.assets import ASSETS
-from rooney_pipeline.resources import DiscordResource, RooneyResource
+from rooney_pipeline.resources import resources
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,14 @@ def prepared(tmp_path_factory):
     write_sample_data(data, ["ES", "NQ"], "2018-01-01", "2024-12-31", seed=5, edge=1.0, cfg=cfg,
                       market=load_sample_market(cfg.config_dir), interval_minutes=5)
     lake = root / "lake"
-    res = RooneyResource(data_dir=str(data), lake_dir=str(lake))
+    res = resources(data_dir=str(data), lake_dir=str(lake))
     inst = dg.DagsterInstance.ephemeral()
     for sym in ("NQ", "ES"):
         r = dg.materialize(ASSETS, selection=["raw_bars", "hourly_bars", "daily_bars"], partition_key=sym,
-                           resources={"rooney": res, "discord": DiscordResource()}, instance=inst)
+                           resources=res, instance=inst)
         assert r.success
     r = dg.materialize(ASSETS, selection=["features", "candidate_trades"], partition_key="ES",
-                       resources={"rooney": res, "discord": DiscordResource()}, instance=inst)
+                       resources=res, instance=inst)
     assert r.success
     return root, data, lake
 
