@@ -132,10 +132,13 @@ class DiscordResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls, **kwargs) -> DiscordResource:
-        """The webhook from $ROONEY_DISCORD_WEBHOOK_URL as an EnvVar when it is set, else none
-        (an EnvVar naming an unset variable would fail every run and sensor that uses it)."""
-        url = dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else None
-        return cls(webhook_url=url, **kwargs)
+        """The webhook from $ROONEY_DISCORD_WEBHOOK_URL, the alerts directory from
+        $ROONEY_ALERTS_DIR and the UI's address from $ROONEY_DAGSTER_URL, each as an EnvVar when
+        it is set, else none (an EnvVar naming an unset variable would fail every run and
+        sensor that uses it); ``kwargs`` given win."""
+        kwargs.setdefault("alerts_dir", _env_field(ALERTS_DIR_ENV))
+        kwargs.setdefault("dagster_url", _env_field(DAGSTER_URL_ENV))
+        return cls(webhook_url=_env_field(WEBHOOK_ENV), **kwargs)
 
     def __repr_args__(self):
         for name, value in super().__repr_args__():
@@ -144,10 +147,7 @@ class DiscordResource(dg.ConfigurableResource):
             yield name, value
 
     def _url(self) -> str | None:
-        url = self.webhook_url
-        if isinstance(url, dg.EnvVar):  # used before Dagster resolved it (called directly)
-            url = url.get_value()
-        return url or None
+        return _value(self.webhook_url)
 
     @cached_property
     def sink(self) -> AlertSink:
@@ -158,13 +158,13 @@ class DiscordResource(dg.ConfigurableResource):
     @property
     def alerts_path(self) -> Path:
         """``alerts_dir``, else $ROONEY_ALERTS_DIR, else dagster_home/storage/alerts."""
-        raw = self.alerts_dir or os.environ.get(ALERTS_DIR_ENV)
+        raw = _value(self.alerts_dir) or os.environ.get(ALERTS_DIR_ENV)
         path = Path(os.path.expandvars(raw)).expanduser() if raw else Path("dagster_home/storage/alerts")
         return path if path.is_absolute() else REPO_ROOT / path
 
     @property
     def base_url(self) -> str:
-        return (self.dagster_url or os.environ.get(DAGSTER_URL_ENV) or DEFAULT_DAGSTER_URL).rstrip("/")
+        return (_value(self.dagster_url) or os.environ.get(DAGSTER_URL_ENV) or DEFAULT_DAGSTER_URL).rstrip("/")
 
     def run_url(self, run_id: str) -> str:
         """The Dagster UI page of run ``run_id``."""

@@ -217,6 +217,9 @@ def test_one_resource_per_concern_and_locations_read_through_envvar(monkeypatch,
     assert res["lake"].get().root == tmp_path / "lake" and res["model_store"].get().root == tmp_path / "models"
     monkeypatch.setenv("ROONEY_LAKE_DIR", str(tmp_path / "elsewhere"))  # read when used, not at import
     assert res["lake"].get().root == tmp_path / "elsewhere"
+    monkeypatch.setenv("ROONEY_ALERTS_DIR", str(tmp_path / "alerts"))
+    discord = resources()["discord"]
+    assert discord.alerts_dir.env_var_name == "ROONEY_ALERTS_DIR" and discord.alerts_path == tmp_path / "alerts"
 
 
 def test_rooney_core_never_imports_dagster():
