@@ -35,6 +35,9 @@ backtest_job = dg.define_asset_job(
 # tag_concurrency_limits). The job's name is not a run tag: a limit on "dagster/job_name" never
 # applied (the full-scale run had four trainings at once).
 TRAINING_TAGS = {"rooney/stage": "training"}
+# the live engine replaying months of minute bars (paper stage, paper trading): ~1.25 GB each at
+# 15 years of data; four at once took the full-scale run past 6 GB
+REPLAY_TAGS = {"rooney/stage": "replay"}
 
 train_job = dg.define_asset_job(
     "train_job",
@@ -54,12 +57,14 @@ paper_stage_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("paper_stage"),
     description="Judge the instrument's version in the paper stage; promote it when its paper results track "
     "the backtest within bounds.",
+    tags=REPLAY_TAGS,
 )
 
 paper_job = dg.define_asset_job(
     "paper_job",
     selection=dg.AssetSelection.assets("paper_trading"),
     description="Paper-trade the recent months with the production model and compare with the backtest.",
+    tags=REPLAY_TAGS,
 )
 
 portfolio_job = dg.define_asset_job(
