@@ -91,7 +91,8 @@ def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource, lake
     cfg = rooney.cfg
     symbol = context.partition_key
     inst = cfg.instrument(symbol)
-    raw = raw_bars_from_table(lake.get().read_arrow("raw", symbol), path=str(lake.get().path("raw", symbol)))
+    data_lake = lake.get()
+    raw = raw_bars_from_table(data_lake.read_arrow("raw", symbol), path=str(data_lake.path("raw", symbol)))
     hourly = hourly_bars(raw)
     daily = daily_bars(hourly, inst.calendar)
     summary = bars_summary(hourly, daily, raw, inst.calendar)
@@ -104,8 +105,8 @@ def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource, lake
             description=f"{symbol}: bars failed the data-quality gate: "
             + "; ".join(str(c.description) for c in checks if not c.passed)
         )
-    lake.get().write("hourly", symbol, hourly)
-    lake.get().write("daily", symbol, daily)
+    data_lake.write("hourly", symbol, hourly)
+    data_lake.write("daily", symbol, daily)
     yield dg.MaterializeResult(
         asset_key="hourly_bars",
         metadata={
@@ -116,7 +117,7 @@ def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource, lake
             "missing_hours_in_gaps": summary["missing_hours_in_gaps"],
             "largest_gaps": table(gaps.sort_values("missing_hours", ascending=False), max_rows=10),
             "preview": table(hourly.tail(10)),
-            "stored": dg.MetadataValue.path(str(lake.get().path("hourly", symbol))),
+            "stored": dg.MetadataValue.path(str(data_lake.path("hourly", symbol))),
         },
     )
     yield dg.MaterializeResult(
@@ -126,7 +127,7 @@ def session_bars(context: dg.AssetExecutionContext, rooney: RooneyResource, lake
             "first_session": str(daily.index[0].date()),
             "last_session": str(daily.index[-1].date()),
             "preview": table(daily.tail(10)),
-            "stored": dg.MetadataValue.path(str(lake.get().path("daily", symbol))),
+            "stored": dg.MetadataValue.path(str(data_lake.path("daily", symbol))),
         },
     )
     yield from checks

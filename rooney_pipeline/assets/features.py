@@ -19,13 +19,14 @@ def load_pair_hourly(context, rooney: RooneyResource, lake: LakeResource,
     if pair is None:
         context.log.info(f"{symbol} has no pair in instruments.yml: pair features are missing (NaN)")
         return None, None
-    if not lake.get().exists("hourly", pair):
+    data_lake = lake.get()
+    if not data_lake.exists("hourly", pair):
         raise dg.Failure(
             description=f"{symbol}'s pair {pair} has no hourly bars in the lake "
-            f"({lake.get().path('hourly', pair)}); materialise hourly_bars for {pair} first"
+            f"({data_lake.path('hourly', pair)}); materialise hourly_bars for {pair} first"
             + ("" if pair in rooney.cfg.symbols else f" (add {pair} to data.symbols in pipeline.yml)")
         )
-    return pair, lake.get().read("hourly", pair)
+    return pair, data_lake.read("hourly", pair)
 
 
 @dg.asset(
@@ -43,7 +44,8 @@ def features(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: La
     cfg = rooney.cfg
     symbol = context.partition_key
     names = selected_features(cfg)
-    hourly = lake.get().read("hourly", symbol)
+    data_lake = lake.get()
+    hourly = data_lake.read("hourly", symbol)
     pair, pair_hourly = load_pair_hourly(context, rooney, lake, symbol)
     inputs = instrument_inputs(cfg, symbol, hourly, pair_hourly)
     frame = REGISTRY.compute(inputs, names)
@@ -58,7 +60,7 @@ def features(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: La
     if problems:
         yield check
         raise dg.Failure(description=f"{symbol}: features failed the gate: " + "; ".join(problems))
-    out = lake.get().write("features", symbol, frame)
+    out = data_lake.write("features", symbol, frame)
     warm = {f.name: int(frame[f.name].isna().sum()) for f in REGISTRY.select(names)}
     yield dg.MaterializeResult(
         metadata={

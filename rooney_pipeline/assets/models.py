@@ -49,9 +49,10 @@ def veto_model(context: dg.AssetExecutionContext, config: TrainConfig, rooney: R
     tcfg = load_training_config(cfg.config_dir, symbol, config.profile)
     if config.trials:
         tcfg = tcfg.model_copy(update={"trials": config.trials})
-    cands = lake.get().read("candidates", symbol)
+    data_lake = lake.get()
+    cands = data_lake.read("candidates", symbol)
     store = model_store.get()
-    market = Market(lake.get().read("hourly", symbol), lake.get().read("features", symbol),
+    market = Market(data_lake.read("hourly", symbol), data_lake.read("features", symbol),
                     cfg.instrument(symbol), cfg.strategy)
     data = ModelData(market, data_dir=rooney.data_path, parity_months=config.parity_months)
     stored = train_and_store(cands, symbol, tcfg, data, store, cfg, progress=context.log.info)

@@ -27,11 +27,12 @@ from rooney_pipeline.resources import LakeResource, ModelStoreResource, RooneyRe
 def candidate_trades(context: dg.AssetExecutionContext, rooney: RooneyResource, lake: LakeResource) -> dg.MaterializeResult:
     cfg = rooney.cfg
     symbol = context.partition_key
-    hourly = lake.get().read("hourly", symbol)
-    features = lake.get().read("features", symbol)
+    data_lake = lake.get()
+    hourly = data_lake.read("hourly", symbol)
+    features = data_lake.read("features", symbol)
     context.log.info(f"{symbol}: running IbsStrategy (veto off) over {len(hourly)} hourly bars")
     cands = extract_candidates(hourly, features, cfg.instrument(symbol), cfg.strategy)
-    out = lake.get().write("candidates", symbol, cands)
+    out = data_lake.write("candidates", symbol, cands)
     by_year = cands.groupby(cands["exit_time"].dt.year).agg(
         trades=("pnl_net", "size"), net_pnl=("pnl_net", "sum"), win_rate=("win", "mean"))
     reasons = cands.groupby("exit_reason").agg(trades=("pnl_net", "size"), avg_pnl=("pnl_net", "mean"))
@@ -93,11 +94,12 @@ def instrument_backtest(context: dg.AssetExecutionContext, config: BacktestConfi
     model, model_note = production_model(model_store, symbol)
     start, sample = model_period(model, config.start, bt_cfg.start, config.in_sample)
     end = config.end or bt_cfg.end
-    result = run_backtest(lake.get().read("hourly", symbol), lake.get().read("features", symbol), inst,
+    data_lake = lake.get()
+    result = run_backtest(data_lake.read("hourly", symbol), data_lake.read("features", symbol), inst,
                           cfg.strategy, capital=bt_cfg.initial_capital, model=model, start=start, end=end,
                           model_name=model_note)
-    lake.get().write("backtest_trades", symbol, result.trades)
-    lake.get().write("backtest_equity", symbol, result.equity.to_frame("equity"))
+    data_lake.write("backtest_trades", symbol, result.trades)
+    data_lake.write("backtest_equity", symbol, result.equity.to_frame("equity"))
     plot = equity_curve(f"{symbol} backtest {start} .. {end or 'end of data'} ({model_note})",
                         result.equity, bt_cfg.initial_capital)
     plot_path = cfg.reports_dir / "backtest" / f"{symbol}_equity.png"
